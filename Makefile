@@ -1,0 +1,31 @@
+# The two set-up commands of the README. Each creates .venv when missing, installs what it needs
+# (re-installing only when pyproject.toml changed), then runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.pathattn-installed
+DEMO_OUT ?= demo_out
+
+.PHONY: install demo test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --upgrade pip setuptools
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/pathattn demo --out $(DEMO_OUT)
+
+test: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python benchmarks/tile.py
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache build *.egg-info

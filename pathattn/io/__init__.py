@@ -1,0 +1,1 @@
+"""Shared input/output: slides, atomic writes, GeoJSON and HDF5 stores."""

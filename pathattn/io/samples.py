@@ -1,0 +1,104 @@
+"""Slide lists: from paths and folders on the command line, or from a sample sheet (CSV/TSV).
+
+A sample sheet has one row per slide with at least ``slide_path`` (or ``path``); ``slide_id`` defaults
+to the file name without suffix, and an optional ``mpp`` column gives the level-0 µm/px of slides whose
+metadata lacks it. Relative paths are relative to the sheet's folder. Other columns (patient_id, label,
+time, event, ...) are kept for later stages.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pathattn.errors import PathattnError
+from pathattn.io.slide import find_slides, slide_id_of
+
+PATH_COLUMNS = ("slide_path", "path")
+
+
+@dataclass(frozen=True)
+class SlideEntry:
+    """One slide to process.
+
+    Args:
+        slide_id: unique id, used to name every output of the slide.
+        path: the slide file.
+        mpp: level-0 µm/px to use when the slide's metadata has none.
+        extra: the other columns of its sample-sheet row.
+    """
+
+    slide_id: str
+    path: Path
+    mpp: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def entries_from_paths(paths: Iterable[str | os.PathLike[str]]) -> list[SlideEntry]:
+    """Slides from files and folders (a folder contributes every slide file directly inside it).
+
+    Raises:
+        PathattnError: a path does not exist, or a folder holds no slide.
+    """
+    entries = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = find_slides(path)
+            if not found:
+                raise PathattnError(f"--slides folder {path} holds no slide files (.svs, .tif, .ndpi, .mrxs, ...)")
+            entries.extend(SlideEntry(slide_id_of(p), p) for p in found)
+        else:
+            entries.append(SlideEntry(slide_id_of(path), path))
+    return check_unique(entries)
+
+
+def _sniff_delimiter(path: Path, header: str) -> str:
+    return "\t" if path.suffix.lower() in (".tsv", ".tab") or header.count("\t") > header.count(",") else ","
+
+
+def read_sample_sheet(path: str | os.PathLike[str]) -> list[SlideEntry]:
+    """Slides listed in a CSV or TSV sample sheet.
+
+    Raises:
+        PathattnError: the sheet is missing, lacks a ``slide_path`` column, or has a bad ``mpp`` value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, IsADirectoryError):
+        raise PathattnError(f"--samples file not found: {path}") from None
+    rows = list(csv.DictReader(text.splitlines(), delimiter=_sniff_delimiter(path, text.partition("\n")[0])))
+    columns = rows[0].keys() if rows else []
+    path_column = next((c for c in PATH_COLUMNS if c in columns), None)
+    if path_column is None:
+        raise PathattnError(f"--samples {path} needs a 'slide_path' column (the slide file of each row)")
+    entries = []
+    for line, row in enumerate(rows, start=2):
+        slide_path = Path(row[path_column].strip())
+        slide_path = slide_path if slide_path.is_absolute() else path.parent / slide_path
+        mpp = (row.get("mpp") or "").strip()
+        try:
+            mpp_value = float(mpp) if mpp else None
+        except ValueError:
+            raise PathattnError(f"--samples {path} line {line}: mpp '{mpp}' is not a number") from None
+        slide_id = (row.get("slide_id") or "").strip() or slide_id_of(slide_path)
+        extra = {k: v for k, v in row.items() if k not in ("slide_id", path_column, "mpp") and k is not None}
+        entries.append(SlideEntry(slide_id, slide_path, mpp_value, extra))
+    return check_unique(entries)
+
+
+def check_unique(entries: list[SlideEntry]) -> list[SlideEntry]:
+    """Return ``entries`` unchanged, or raise if two share a slide id (their outputs would collide)."""
+    seen: dict[str, Path] = {}
+    for entry in entries:
+        if entry.slide_id in seen and seen[entry.slide_id] != entry.path:
+            raise PathattnError(
+                f"two slides share the id '{entry.slide_id}' ({seen[entry.slide_id]}, {entry.path}); "
+                "rename one or give distinct slide_id values in a sample sheet"
+            )
+        seen[entry.slide_id] = entry.path
+    return list({e.slide_id: e for e in entries}.values())
