@@ -3,7 +3,8 @@
 Tiling (tissue detection, grid, coverage, QC image, GeoJSON and HDF5 writing) should cost at most 10% of
 the time it takes to read the patches it lists once. Both timings run here, on the same slides:
 
-    python benchmarks/tile.py                      # a generated synthetic cohort
+    python benchmarks/tile.py                      # 2 generated 8 x 6 mm slides at 0.5 µm/px
+    python benchmarks/tile.py --mpp 0.25 --width 24576 --height 18432   # 40x scans, patches at 20x
     python benchmarks/tile.py --slides DIR --repeat 3
 
 Prints patches/s of each and the ratio tiling time / read time.
@@ -40,7 +41,10 @@ def bare_read(slide_path: Path, coords_file: Path) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slides", nargs="+", help="slides or folders (default: a generated synthetic cohort)")
-    parser.add_argument("--n-slides", type=int, default=4, help="slides to generate when --slides is not given")
+    parser.add_argument("--n-slides", type=int, default=2, help="slides to generate when --slides is not given")
+    parser.add_argument("--width", type=int, default=16384, help="level-0 width of generated slides, pixels")
+    parser.add_argument("--height", type=int, default=12288, help="level-0 height of generated slides, pixels")
+    parser.add_argument("--mpp", type=float, default=0.5, help="level-0 µm/px of generated slides")
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions (the median is reported)")
     args = parser.parse_args()
 
@@ -50,7 +54,7 @@ def main() -> None:
         else:
             from pathattn.synth.wsi import generate_cohort
 
-            generate_cohort(Path(tmp) / "cohort", n_slides=args.n_slides, seed=0)
+            generate_cohort(Path(tmp) / "cohort", args.n_slides, 0, width=args.width, height=args.height, mpp=args.mpp)
             slides = [str(Path(tmp) / "cohort" / "slides")]
         entries = entries_from_paths(slides)
         job = TileJob(Path(tmp) / "tiles", overwrite=True)

@@ -216,9 +216,11 @@ class Slide:
             rgba = np.asarray(self._osr.read_region(location, level, size))
         except openslide.OpenSlideError as err:
             raise SlideError(f"{self.path} cannot be read ({err}); the file is corrupt or truncated") from None
+        alpha = rgba[..., 3]
+        if alpha.min() == 255:
+            return np.ascontiguousarray(rgba[..., :3])
         # OpenSlide returns premultiplied RGBA: compositing on white adds the missing coverage.
-        rgb = rgba[..., :3].astype(np.uint16) + (255 - rgba[..., 3:4])
-        return np.minimum(rgb, 255).astype(np.uint8)
+        return cv2.add(np.ascontiguousarray(rgba[..., :3]), cv2.cvtColor(255 - alpha, cv2.COLOR_GRAY2RGB))
 
     def read_patch(self, location: tuple[int, int], level: int, read_size: int, out_size: int) -> np.ndarray:
         """Read a square patch at ``level`` and resize it to ``out_size``.
@@ -266,3 +268,26 @@ def find_slides(folder: str | os.PathLike[str]) -> list[Path]:
     """Slide files directly inside ``folder`` (by suffix), sorted by name."""
     folder = Path(folder)
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in SLIDE_SUFFIXES)
+
+
+def resize_to_mpp(
+    image: np.ndarray, level0_per_px: tuple[float, float], mpp0: float, target_mpp: float
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """Resize an image of the slide to ``target_mpp`` (only ever down).
+
+    Args:
+        image: (H, W, 3) uint8, with ``level0_per_px`` level-0 pixels per pixel along (x, y).
+        level0_per_px: its scale.
+        mpp0: level-0 µm/px of the slide.
+        target_mpp: the µm/px wanted.
+
+    Returns:
+        The resized image and its level-0 pixels per pixel.
+    """
+    factor = target_mpp / (mpp0 * (level0_per_px[0] + level0_per_px[1]) / 2)
+    if factor <= 1.0:
+        return image, level0_per_px
+    height, width = image.shape[:2]
+    out_w, out_h = max(1, round(width / factor)), max(1, round(height / factor))
+    resized = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return resized, (level0_per_px[0] * width / out_w, level0_per_px[1] * height / out_h)

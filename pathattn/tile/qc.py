@@ -12,7 +12,9 @@ from shapely.geometry.base import BaseGeometry
 from pathattn.io.atomic import atomic_path
 from pathattn.io.geojson import as_polygons, class_color
 
+QC_SIDE = 1024  # pixels on the long side of the QC image (fewer when level 0 is smaller)
 MAX_SIDE = 2048
+_BANNER = 30
 _TISSUE = (0, 170, 0)
 _HOLE = (0, 90, 255)
 _PATCH = (255, 200, 0)
@@ -45,10 +47,10 @@ def render_qc(
         coords: (N, 2) level-0 top-left corners of the kept patches.
         patch_size_level0: patch side in level-0 pixels.
         annotations: class name to (Multi)Polygon in level-0 pixels.
-        caption: a line of text drawn at the top-left.
+        caption: a line of text shown in a banner above the image.
 
     Returns:
-        image: (H', W', 3) uint8 RGB, at most ``MAX_SIDE`` pixels on its long side.
+        image: (H', W', 3) uint8 RGB, at most ``MAX_SIDE`` pixels on its long side (plus the banner).
     """
     shrink = min(1.0, MAX_SIDE / max(thumbnail.shape[:2]))
     image = thumbnail if shrink == 1.0 else cv2.resize(thumbnail, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
@@ -61,9 +63,15 @@ def render_qc(
     for name, geometry in (annotations or {}).items():
         _polylines(image, geometry, scale, class_color(name))
     if caption:
-        cv2.putText(image, caption, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, caption, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        banner = np.full((_BANNER, image.shape[1], 3), 255, np.uint8)
+        cv2.putText(banner, caption, (8, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+        image = np.concatenate([banner, image], axis=0)
     return image
+
+
+def qc_mpp(slide_size_um: float, mpp0: float) -> float:
+    """The µm/px of a QC thumbnail whose long side is about ``QC_SIDE`` pixels (never finer than level 0)."""
+    return max(mpp0, slide_size_um / QC_SIDE)
 
 
 def write_png(path: str | os.PathLike[str], image: np.ndarray) -> None:

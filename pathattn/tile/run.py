@@ -32,10 +32,10 @@ from pathattn.io.atomic import remove_stale_temporaries, write_text_atomic
 from pathattn.io.coords import PatchCoords, is_complete, read_coords, write_coords
 from pathattn.io.geojson import Annotation, read_annotations, union_by_class, write_annotations
 from pathattn.io.samples import SlideEntry
-from pathattn.io.slide import Slide
+from pathattn.io.slide import Slide, resize_to_mpp
 from pathattn.tile.grid import GridSpec, coverage, grid_axes, grid_corners, plan_grid
 from pathattn.tile.params import TileParams
-from pathattn.tile.qc import render_qc, write_png
+from pathattn.tile.qc import qc_mpp, render_qc, write_png
 from pathattn.tile.tissue import detect_tissue
 
 Status = Literal["done", "skipped", "empty", "failed"]
@@ -131,13 +131,17 @@ def _grid_attrs(slide: Slide, spec: GridSpec, job: TileJob, tissue_source: str) 
 def _tile(entry: SlideEntry, job: TileJob) -> SlideResult:
     """Tile one slide (errors propagate)."""
     with Slide(entry.path, entry.mpp if entry.mpp is not None else job.slide_mpp) as slide:
-        thumbnail, level0_per_px = slide.read_at_mpp(job.params.tissue.seg_mpp)
+        seg_mpp = job.params.tissue.seg_mpp
+        # one read serves both: the QC thumbnail, and the detection image resized from it
+        view_mpp = min(seg_mpp, qc_mpp(max(slide.dimensions) * slide.mpp.mean, slide.mpp.mean))
+        thumbnail, level0_per_px = slide.read_at_mpp(view_mpp)
         tissue_file = _find_geojson(job.tissue_geojson, entry.slide_id)
         if tissue_file is not None:
             tissue = shapely.union_all([a.geometry for a in read_annotations(tissue_file)])
             tissue_source = str(tissue_file)
         else:
-            tissue, _ = detect_tissue(thumbnail, level0_per_px, slide.mpp.mean, job.params.tissue)
+            seg_image, seg_scale = resize_to_mpp(thumbnail, level0_per_px, slide.mpp.mean, seg_mpp)
+            tissue, _ = detect_tissue(seg_image, seg_scale, slide.mpp.mean, job.params.tissue)
             tissue_source = "auto"
         spec = plan_grid(slide, job.params.grid)
         candidates = grid_corners(*grid_axes(*slide.dimensions, spec))
@@ -151,7 +155,7 @@ def _tile(entry: SlideEntry, job: TileJob) -> SlideResult:
         ) if regions else np.zeros((len(coords), 0), np.float32)  # fmt: skip
 
         write_annotations(job.tissue_path(entry.slide_id), [Annotation(tissue, "Tissue")])
-        caption = f"{entry.slide_id}: {len(coords)} patches, {spec.patch_size}px @ {spec.target_mpp:g} um/px"
+        caption = f"{entry.slide_id}: {len(coords)} patches, {spec.patch_size} px at {spec.target_mpp:g} um/px"
         qc = render_qc(thumbnail, level0_per_px[0], tissue, coords, spec.patch_size_level0, regions, caption)
         write_png(job.qc_path(entry.slide_id), qc)
         write_coords(
@@ -211,6 +215,7 @@ def write_manifest(path: Path, results: Sequence[SlideResult]) -> None:
         with path.open(newline="", encoding="utf-8") as f:
             rows = {row["slide_id"]: row for row in csv.DictReader(f)}
     rows.update({r.slide_id: asdict(r) for r in results})
+    rows = dict(sorted(rows.items()))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(SlideResult)], extrasaction="ignore")
     writer.writeheader()
@@ -243,7 +248,7 @@ def tile_batch(
 
     def record(result: SlideResult) -> None:
         results[result.slide_id] = result
-        write_manifest(job.manifest_path, list(results.values()))
+        write_manifest(job.manifest_path, [results[e.slide_id] for e in entries if e.slide_id in results])
         if on_result is not None:
             on_result(result)
 
