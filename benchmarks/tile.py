@@ -52,7 +52,7 @@ def main() -> None:
         if args.slides:
             slides = args.slides
         else:
-            from pathattn.synth.wsi import generate_cohort
+            from pathattn.synth.cohort import generate_cohort
 
             generate_cohort(Path(tmp) / "cohort", args.n_slides, 0, width=args.width, height=args.height, mpp=args.mpp)
             slides = [str(Path(tmp) / "cohort" / "slides")]

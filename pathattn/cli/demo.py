@@ -28,8 +28,17 @@ def run(cfg: Namespace) -> int:
     cohort = out / "cohort"
     steps = [
         ["synth", "wsi", "--out", str(cohort), "--n-slides", str(cfg.n_slides), "--seed", str(cfg.seed)],
-        ["tile", "--samples", str(cohort / "samples.csv"), "--out", str(out / "tile"),
-         "--annotations", str(cohort / "annotations"), "--workers", str(cfg.workers)],  # fmt: skip
+        [
+            "tile",
+            "--samples",
+            str(cohort / "samples.csv"),
+            "--out",
+            str(out / "tile"),
+            "--annotations",
+            str(cohort / "annotations"),
+            "--workers",
+            str(cfg.workers),
+        ],  # fmt: skip
     ]
     for argv in steps:
         print(f"$ pathattn {' '.join(argv)}", file=sys.stderr)

@@ -59,16 +59,26 @@ def run(cfg: Any) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from pathattn.synth.wsi import generate_cohort
+    from pathattn.synth.cohort import generate_cohort
 
     console = Console(stderr=True)
-    columns = (TextColumn("synth wsi"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
+    columns = (
+        TextColumn("synth wsi"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("", total=opts.n_slides)
         csv_path = generate_cohort(
-            opts.out, opts.n_slides, opts.seed, overwrite=opts.overwrite,
-            width=opts.width, height=opts.height, mpp=opts.mpp,
+            opts.out,
+            opts.n_slides,
+            opts.seed,
+            overwrite=opts.overwrite,
+            width=opts.width,
+            height=opts.height,
+            mpp=opts.mpp,
             progress=lambda slide_id: progress.update(task, advance=1, description=slide_id),
         )
     print(csv_path, file=sys.stdout)

@@ -48,7 +48,9 @@ def _entries(cfg: Namespace):  # noqa: ANN202
     from pathattn.io.samples import entries_from_paths, read_sample_sheet
 
     if bool(cfg.slides) == bool(cfg.samples):
-        raise PathattnError("give either --slides (files or folders) or --samples (a sample sheet), not both or neither")
+        raise PathattnError(
+            "give either --slides (files or folders) or --samples (a sample sheet), not both or neither"
+        )
     return read_sample_sheet(cfg.samples) if cfg.samples else entries_from_paths(cfg.slides)
 
 
@@ -65,11 +67,24 @@ def _job(cfg: Namespace):  # noqa: ANN202
             raise PathattnError(f"{option} folder not found: {folder}")
     params = TileParams(
         GridParams(cfg.mpp, cfg.patch_size, cfg.overlap, cfg.min_tissue),
-        TissueParams(cfg.seg_mpp, cfg.tissue_method, cfg.tissue_threshold, cfg.median_blur, cfg.close,
-                     cfg.min_tissue_area, cfg.min_hole_area),  # fmt: skip
+        TissueParams(
+            cfg.seg_mpp,
+            cfg.tissue_method,
+            cfg.tissue_threshold,
+            cfg.median_blur,
+            cfg.close,
+            cfg.min_tissue_area,
+            cfg.min_hole_area,
+        ),  # fmt: skip
     )
     folder = lambda value: Path(value) if value else None  # noqa: E731
-    return TileJob(Path(cfg.out), params, folder(cfg.tissue_geojson), folder(cfg.annotations), cfg.slide_mpp, cfg.overwrite)
+    return TileJob(
+        Path(cfg.out), params, folder(cfg.tissue_geojson), folder(cfg.annotations), cfg.slide_mpp, cfg.overwrite
+    )
+
+
+def _error(message: str) -> None:
+    print(f"pathattn tile: error: {message}", file=sys.stderr)
 
 
 def run(cfg: Namespace) -> int:
@@ -100,11 +115,13 @@ def run(cfg: Namespace) -> int:
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     print(f"tiled {len(results)} slides ({summary}); manifest: {job.manifest_path}", file=sys.stderr)
     if failed:
-        print(f"pathattn tile: error: {len(failed)} of {len(results)} slides failed, first: "
-              f"{failed[0].slide_id}: {failed[0].error} (all in {job.manifest_path})", file=sys.stderr)  # fmt: skip
+        first = failed[0]
+        _error(f"{len(failed)} of {len(results)} slides failed, first: {first.slide_id}: {first.error} "
+               f"(all in {job.manifest_path})")  # fmt: skip
         return 1
     if empty and not cfg.allow_empty:
-        print(f"pathattn tile: error: {len(empty)} slides have no tissue ({', '.join(r.slide_id for r in empty[:5])}); "
-              "check their QC images, lower --min-tissue/--tissue-threshold, or pass --allow-empty", file=sys.stderr)  # fmt: skip
+        names = ", ".join(r.slide_id for r in empty[:5])
+        _error(f"{len(empty)} slides have no tissue ({names}); check their QC images, lower --min-tissue or "
+               "--tissue-threshold, or pass --allow-empty")  # fmt: skip
         return 1
     return 0

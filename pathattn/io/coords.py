@@ -66,7 +66,10 @@ def write_coords(path: str | os.PathLike[str], data: PatchCoords) -> None:
         raise ValueError(f"tissue_fraction has {len(data.tissue_fraction)} rows for {n} coordinates")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         coords = f.create_dataset(
-            "coords", data=np.asarray(data.coords, np.int64).reshape(n, 2), maxshape=(None, 2), chunks=(max(1, min(n, 4096)), 2)
+            "coords",
+            data=np.asarray(data.coords, np.int64).reshape(n, 2),
+            maxshape=(None, 2),
+            chunks=(max(1, min(n, 4096)), 2),
         )
         for key, value in data.attrs.items():
             coords.attrs[key] = value

@@ -139,7 +139,8 @@ class Slide:
         if mpp is None:
             self.close()
             raise SlideError(
-                f"{self.path} has no resolution metadata; pass --slide-mpp (its level-0 µm/px, e.g. 0.25 for a 40x scan) "
+                f"{self.path} has no resolution metadata; pass --slide-mpp (its level-0 µm/px, "
+                "e.g. 0.25 for a 40x scan) "
                 "or add an mpp column to the sample sheet"
             )
         self.mpp = mpp

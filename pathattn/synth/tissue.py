@@ -97,9 +97,7 @@ class Tissue:
     folds: list[np.ndarray] = dataclasses.field(default_factory=list)
 
 
-def smooth_noise(
-    rng: np.random.Generator, shape: tuple[int, int], cell_px: float, octaves: int = 3
-) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cell_px: float, octaves: int = 3) -> np.ndarray:
     """Band-limited noise: random coarse grids, cubic-upsampled and summed over octaves.
 
     Args:
@@ -147,9 +145,7 @@ def lookup(grid: np.ndarray, scale: float, points: np.ndarray) -> np.ndarray:
     return grid[iy, ix]
 
 
-def fibres(
-    rng: np.random.Generator, shape: tuple[int, int], mpp: float, angle: np.ndarray, scale: float
-) -> np.ndarray:
+def fibres(rng: np.random.Generator, shape: tuple[int, int], mpp: float, angle: np.ndarray, scale: float) -> np.ndarray:
     """Wavy collagen fibres that loosely follow a smooth orientation field.
 
     Args:
@@ -181,8 +177,16 @@ def fibres(
     return cv2.GaussianBlur(canvas, (0, 0), max(0.6 / mpp, 0.7), dst=canvas)
 
 
-def draw_nuclei(h: np.ndarray, e: np.ndarray, rng: np.random.Generator, centers: np.ndarray,
-                kind: NucleusKind, mpp: float, angles: np.ndarray | None = None, vertices: int = 12) -> None:
+def draw_nuclei(
+    h: np.ndarray,
+    e: np.ndarray,
+    rng: np.random.Generator,
+    centers: np.ndarray,
+    kind: NucleusKind,
+    mpp: float,
+    angles: np.ndarray | None = None,
+    vertices: int = 12,
+) -> None:
     """Draw nuclei with noisy elliptical outlines into the stain maps (in place).
 
     Args:
@@ -219,8 +223,15 @@ def draw_nuclei(h: np.ndarray, e: np.ndarray, rng: np.random.Generator, centers:
         cv2.fillPoly(e, [pts[i]], float(e_in[i]), cv2.LINE_8, _SHIFT)
         if vesicular[i]:
             cv2.fillPoly(h, [inner[i]], float(h_od[i] * 0.55), cv2.LINE_8, _SHIFT)
-            cv2.circle(h, (int(nucleolus[i, 0]), int(nucleolus[i, 1])), int(max(radius[i] * 0.16, 1) * one),
-                       float(h_od[i] * 1.35), -1, cv2.LINE_8, _SHIFT)
+            cv2.circle(
+                h,
+                (int(nucleolus[i, 0]), int(nucleolus[i, 1])),
+                int(max(radius[i] * 0.16, 1) * one),
+                float(h_od[i] * 1.35),
+                -1,
+                cv2.LINE_8,
+                _SHIFT,
+            )
 
 
 def jittered_grid(rng: np.random.Generator, box: Sequence[float], step: float, jitter: float) -> np.ndarray:
@@ -266,8 +277,16 @@ def compartments(tissue: Tissue, rng: np.random.Generator) -> np.ndarray:
     for g in tissue.glands:
         outer = (g.axes[0] + g.thickness, g.axes[1] + g.thickness)
         for axes, value in ((outer, EPITHELIUM), (g.axes, LUMEN)):
-            cv2.ellipse(region, (round(g.center[0]), round(g.center[1])), (round(axes[0]), round(axes[1])),
-                        g.angle, 0, 360, value, -1)
+            cv2.ellipse(
+                region,
+                (round(g.center[0]), round(g.center[1])),
+                (round(axes[0]), round(axes[1])),
+                g.angle,
+                0,
+                360,
+                value,
+                -1,
+            )
     for outline in tissue.tumors:
         x0, y0, x1, y1 = box = clip_box(outline, tissue.shape, pad=2)
         inside = fill_mask([outline], box) > 0.5
@@ -278,9 +297,7 @@ def compartments(tissue: Tissue, rng: np.random.Generator) -> np.ndarray:
     return region
 
 
-def _tint(
-    h: np.ndarray, e: np.ndarray, region: np.ndarray, label: int, box: Box, dh: float, ef: float
-) -> None:
+def _tint(h: np.ndarray, e: np.ndarray, region: np.ndarray, label: int, box: Box, dh: float, ef: float) -> None:
     """Inside ``box`` where ``region == label``: add ``dh`` hematoxylin, scale eosin by ``ef`` (in place)."""
     x0, y0, x1, y1 = box
     m = region[y0:y1, x0:x1] == label
@@ -339,8 +356,10 @@ def render_stains(tissue: Tissue, rng: np.random.Generator) -> tuple[np.ndarray,
     for g in tissue.glands:
         centers, radial = _gland_nuclei(g, mpp)
         draw_nuclei(h, e, rng, centers, "epithelium", mpp, radial)
-    for outlines, kind, label, spacing in ((tissue.lymphoid, "lymphocyte", LYMPHOID, (6.5, 11.0)),
-                                           (tissue.tumors, "tumor", NEST, (13.0, 19.0))):
+    for outlines, kind, label, spacing in (
+        (tissue.lymphoid, "lymphocyte", LYMPHOID, (6.5, 11.0)),
+        (tissue.tumors, "tumor", NEST, (13.0, 19.0)),
+    ):
         for outline in outlines:
             grid = jittered_grid(rng, clip_box(outline, shape, 2), rng.uniform(*spacing) / mpp, 0.3)
             draw_nuclei(h, e, rng, keep_in(grid, region, label), kind, mpp)  # type: ignore[arg-type]
@@ -358,9 +377,7 @@ def render_stains(tissue: Tissue, rng: np.random.Generator) -> tuple[np.ndarray,
     return h, e
 
 
-def compose_rgb(
-    h: np.ndarray, e: np.ndarray, stain: Stain, rng: np.random.Generator, noise: float = 1.2
-) -> np.ndarray:
+def compose_rgb(h: np.ndarray, e: np.ndarray, stain: Stain, rng: np.random.Generator, noise: float = 1.2) -> np.ndarray:
     """Convert stain maps to RGB with the Beer-Lambert law, plus sensor noise.
 
     Args:
@@ -390,8 +407,14 @@ def compose_rgb(
     return out
 
 
-def apply_pen(rgb: np.ndarray, stroke: np.ndarray, width_px: float, ink: tuple[float, float, float],
-               opacity: float, rng: np.random.Generator) -> None:
+def apply_pen(
+    rgb: np.ndarray,
+    stroke: np.ndarray,
+    width_px: float,
+    ink: tuple[float, float, float],
+    opacity: float,
+    rng: np.random.Generator,
+) -> None:
     """Multiply a semi-transparent, streaky marker stroke onto an image (in place).
 
     Args:
@@ -406,8 +429,15 @@ def apply_pen(rgb: np.ndarray, stroke: np.ndarray, width_px: float, ink: tuple[f
     if x1 <= x0 or y1 <= y0:
         return
     mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
-    cv2.polylines(mask, [np.round((stroke - (x0, y0)) * (1 << _SHIFT)).astype(np.int32)], False, 255,
-                  int(width_px), cv2.LINE_AA, _SHIFT)
+    cv2.polylines(
+        mask,
+        [np.round((stroke - (x0, y0)) * (1 << _SHIFT)).astype(np.int32)],
+        False,
+        255,
+        int(width_px),
+        cv2.LINE_AA,
+        _SHIFT,
+    )
     alpha = cv2.GaussianBlur(mask, (0, 0), width_px / 12).astype(np.float32)
     del mask
     streaks = smooth_noise(rng, alpha.shape, width_px / 2, 2)

@@ -8,10 +8,7 @@ Tumors are rendered from exactly the polygons written to the GeoJSON ground trut
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,13 +19,12 @@ import shapely
 import tifffile
 from shapely.geometry import Polygon
 
-from pathattn.io.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
+from pathattn.io.atomic import atomic_path
 from pathattn.io.geojson import Annotation, write_annotations
 from pathattn.synth import tissue as T
 
 Layout = Literal["pyramid", "single-level", "aperio"]
 Distractor = Literal["pen", "fold", "debris"]
-CSV_COLUMNS = ("slide_id", "patient_id", "label", "time", "event", "slide_path")
 DEFAULT_SIZE = {"width": 6144, "height": 4608, "mpp": 0.5}
 _PLAN_UM = 8.0  # µm per cell of the planning grid
 _INKS = {"green": (0.45, 0.8, 0.55), "blue": (0.4, 0.5, 0.9), "black": (0.25, 0.25, 0.28)}
@@ -67,9 +63,7 @@ class SlidePlan:
         return float(shapely.union_all(polygons).area) * self.tissue.mpp**2 / 1e6 if polygons else 0.0
 
 
-def blob(
-    rng: np.random.Generator, radius: float, aspect: float, roughness: float, n_vertices: int = 48
-) -> np.ndarray:
+def blob(rng: np.random.Generator, radius: float, aspect: float, roughness: float, n_vertices: int = 48) -> np.ndarray:
     """A smooth irregular star-shaped outline around the origin; ``(n_vertices, 2)``, rounded to 0.01 px."""
     theta = np.linspace(0, 2 * np.pi, n_vertices, endpoint=False)
     r = np.ones(n_vertices)
@@ -103,8 +97,9 @@ def tissue_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
     return (best - np.quantile(best, 1 - rng.uniform(0.32, 0.55))).astype(np.float32)
 
 
-def _place(rng: np.random.Generator, tissue: T.Tissue, dist_um: np.ndarray, reach_px: float, margin_um: float,
-           taken: Taken) -> tuple[float, float] | None:
+def _place(
+    rng: np.random.Generator, tissue: T.Tissue, dist_um: np.ndarray, reach_px: float, margin_um: float, taken: Taken
+) -> tuple[float, float] | None:
     """A random centre with ``reach_px`` + ``margin_um`` of tissue around it, clear of ``taken``; or None."""
     mpp, scale = tissue.mpp, tissue.scale
     iy, ix = np.nonzero(dist_um >= reach_px * mpp + margin_um)
@@ -119,8 +114,16 @@ def _place(rng: np.random.Generator, tissue: T.Tissue, dist_um: np.ndarray, reac
     return float(x), float(y)
 
 
-def _place_blobs(rng: np.random.Generator, tissue: T.Tissue, dist_um: np.ndarray, radii_um: list[float],
-                 taken: Taken, roughness: float, min_um: float = 60, margin_um: float = 30) -> list[Outline]:
+def _place_blobs(
+    rng: np.random.Generator,
+    tissue: T.Tissue,
+    dist_um: np.ndarray,
+    radii_um: list[float],
+    taken: Taken,
+    roughness: float,
+    min_um: float = 60,
+    margin_um: float = 30,
+) -> list[Outline]:
     """Irregular blobs of the given radii inside tissue, clear of each other; shrunk when they do not fit."""
     out = []
     for radius_um in radii_um:
@@ -184,8 +187,14 @@ def _plan_distractors(rng: np.random.Generator, plan: SlidePlan, inner: np.ndarr
         outside[side % 2] = (0.02 if side < 2 else 0.98) * size[side % 2]
         end = inner[rng.integers(len(inner))] + rng.normal(0, 0.1, 2) * size
         ink = _INKS[str(rng.choice(list(_INKS)))]
-        plan.pens.append((_curve(outside, end, rng.uniform(-0.2, 0.2)), rng.uniform(60, 200) / mpp, ink,
-                          float(rng.uniform(0.5, 0.85))))
+        plan.pens.append(
+            (
+                _curve(outside, end, rng.uniform(-0.2, 0.2)),
+                rng.uniform(60, 200) / mpp,
+                ink,
+                float(rng.uniform(0.5, 0.85)),
+            )
+        )
     for _ in range(rng.integers(1, 3) if "fold" in kinds else 0):  # a thin lens-shaped band
         c, theta = inner[rng.integers(len(inner))], rng.uniform(0, np.pi)
         half = rng.uniform(120, 400) / mpp * np.array([np.cos(theta), np.sin(theta)])
@@ -198,8 +207,15 @@ def _plan_distractors(rng: np.random.Generator, plan: SlidePlan, inner: np.ndarr
         plan.debris.append(c + blob(rng, rng.uniform(4, 30) / mpp, rng.uniform(0.3, 1), 0.5, 16))
 
 
-def plan_slide(seed: np.random.SeedSequence | int, *, label: int, width: int = 6144, height: int = 4608,
-               mpp: float = 0.5, burden: float = 1.0) -> SlidePlan:
+def plan_slide(
+    seed: np.random.SeedSequence | int,
+    *,
+    label: int,
+    width: int = 6144,
+    height: int = 4608,
+    mpp: float = 0.5,
+    burden: float = 1.0,
+) -> SlidePlan:
     """Decide the random layout of a slide (cheap: works on a grid of 8 µm cells, smaller for tiny slides).
 
     Args:
@@ -266,8 +282,16 @@ def _levels(rgb: np.ndarray, factor: int) -> Iterator[np.ndarray]:
         yield level
 
 
-def write_slide(path: str | Path, rgb: np.ndarray, mpp: float, *, layout: Layout = "pyramid",
-                mpp_metadata: bool = True, quality: int = 90, level_factor: int = 4) -> Path:
+def write_slide(
+    path: str | Path,
+    rgb: np.ndarray,
+    mpp: float,
+    *,
+    layout: Layout = "pyramid",
+    mpp_metadata: bool = True,
+    quality: int = 90,
+    level_factor: int = 4,
+) -> Path:
     """Write an image as a tiled (256 px), JPEG-compressed TIFF that OpenSlide opens (atomically).
 
     Args:
@@ -300,8 +324,15 @@ def write_slide(path: str | Path, rgb: np.ndarray, mpp: float, *, layout: Layout
             elif mpp_metadata:
                 res = 1e4 / (mpp * width / level.shape[1])
                 kwargs.update(resolution=(res, res), resolutionunit="CENTIMETER")
-            tw.write(level, tile=(256, 256), photometric="rgb", compression="jpeg",
-                     compressionargs={"level": quality}, metadata=None, **kwargs)
+            tw.write(
+                level,
+                tile=(256, 256),
+                photometric="rgb",
+                compression="jpeg",
+                compressionargs={"level": quality},
+                metadata=None,
+                **kwargs,
+            )
     return path
 
 
@@ -310,10 +341,19 @@ def write_truth(path: str | Path, plan: SlidePlan) -> None:
     write_annotations(path, [Annotation(Polygon(t), "Tumor") for t in plan.tissue.tumors])
 
 
-def synth_slide(path: str | Path, *, seed: int | np.random.SeedSequence = 0, label: int = 1,
-                width: int = 6144, height: int = 4608, mpp: float = 0.5, burden: float = 1.0,
-                layout: Layout = "pyramid", mpp_metadata: bool = True,
-                annotations: str | Path | None = None) -> tuple[Path, SlidePlan]:
+def synth_slide(
+    path: str | Path,
+    *,
+    seed: int | np.random.SeedSequence = 0,
+    label: int = 1,
+    width: int = 6144,
+    height: int = 4608,
+    mpp: float = 0.5,
+    burden: float = 1.0,
+    layout: Layout = "pyramid",
+    mpp_metadata: bool = True,
+    annotations: str | Path | None = None,
+) -> tuple[Path, SlidePlan]:
     """Plan, render and write one slide, and optionally its tumor GeoJSON.
 
     Args:
@@ -336,114 +376,3 @@ def synth_slide(path: str | Path, *, seed: int | np.random.SeedSequence = 0, lab
     if annotations is not None:
         write_truth(annotations, plan)
     return written, plan
-
-
-def _patients(seed: int, n_slides: int) -> list[tuple[int, int, float]]:
-    """``(patient index, label, burden)`` per slide; slide k does not depend on ``n_slides``.
-
-    Patients come in pairs, one with tumor and one without, so labels are balanced; about 30% of patients
-    have two slides (with the same label).
-    """
-    rows: list[tuple[int, int, float]] = []
-    p = 0
-    while len(rows) < n_slides:
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, p)))
-        first = int(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, p // 2))).integers(2))
-        burden = float(np.clip(rng.lognormal(0.0, 0.3), 0.6, 1.6))
-        rows += [(p, int(p % 2 == first), burden)] * (2 if rng.random() < 0.3 else 1)
-        p += 1
-    return rows[:n_slides]
-
-
-def _survival(seed: int, patient: int, label: int, area_mm2: float) -> tuple[float, int]:
-    """Survival (months, 0.1 precision) and event: Weibull, hazard growing with tumor area; censoring."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(3, patient)))
-    risk = 0.4 * label + 0.8 * np.log1p(area_mm2 / 0.05) + rng.normal(0, 0.3)
-    event_time = 90.0 * (-np.log(rng.uniform(1e-9, 1.0)) / np.exp(risk)) ** (1 / 1.2)
-    censor = rng.uniform(12.0, 120.0)
-    return round(float(max(min(event_time, censor), 0.1)), 1), int(event_time <= censor)
-
-
-def _valid_slide(path: Path, width: int, height: int) -> bool:
-    """Whether ``path`` is a slide that OpenSlide opens, with the expected level-0 size."""
-    import openslide
-
-    try:
-        with openslide.OpenSlide(str(path)) as slide:
-            return slide.dimensions == (width, height)
-    except Exception:  # noqa: BLE001 - whatever is wrong, the slide is regenerated
-        return False
-
-
-def generate_cohort(out: str | Path, n_slides: int = 12, seed: int = 0, *, overwrite: bool = False,
-                    progress: Callable[[str], None] | None = None, **slide_kwargs: Any) -> Path:
-    """Generate a synthetic cohort: slides, tumor GeoJSON, ``samples.csv`` and ``cohort.json``.
-
-    Writes ``out/slides/{slide_id}.tif``, ``out/annotations/{slide_id}.geojson``, ``out/samples.csv``
-    (``slide_id,patient_id,label,time,event,slide_path``; paths relative to ``out``) and ``out/cohort.json``
-    (the parameters, and per slide: label, tumor area in mm², number of tumor regions, distractors).
-    Slides that exist, open, and were made with the same parameters are kept (resume) unless ``overwrite``.
-
-    Args:
-        out: the output folder.
-        n_slides: number of slides.
-        seed: cohort seed; slide k is the same whatever ``n_slides``.
-        overwrite: regenerate existing slides.
-        progress: called with each slide id once that slide is done.
-        **slide_kwargs: ``width``, ``height`` and ``mpp`` of every slide (see :func:`plan_slide`).
-
-    Returns:
-        The path of ``samples.csv``.
-    """
-    out = Path(out)
-    if set(slide_kwargs) - set(DEFAULT_SIZE):
-        raise TypeError(f"generate_cohort() takes only {sorted(DEFAULT_SIZE)} as slide options")
-    size = {**DEFAULT_SIZE, **slide_kwargs}
-    params = {"generator": "pathattn.synth.wsi/1", "seed": seed, **size}
-    try:
-        previous = json.loads((out / "cohort.json").read_text(encoding="utf-8"))["params"]
-    except (OSError, ValueError, KeyError, TypeError):
-        previous = {}
-    regenerate = overwrite or {k: v for k, v in previous.items() if k != "n_slides"} != params
-    for folder in (out / "slides", out / "annotations"):
-        folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(folder)
-    params_n = {**params, "n_slides": n_slides}
-    write_text_atomic(out / "cohort.json", json.dumps({"params": params_n, "slides": []}))
-    digits, truth = max(3, len(str(n_slides - 1))), []
-    for k, (patient, label, burden) in enumerate(_patients(seed, n_slides)):
-        slide_id = f"slide_{k:0{digits}d}"
-        slide_path = out / "slides" / f"{slide_id}.tif"
-        truth_path = out / "annotations" / f"{slide_id}.geojson"
-        plan = plan_slide(np.random.SeedSequence(seed, spawn_key=(0, k)), label=label, burden=burden, **size)
-        fresh = regenerate or not _valid_slide(slide_path, size["width"], size["height"])
-        if fresh:
-            write_slide(slide_path, render_slide(plan), size["mpp"])
-        if fresh or not truth_path.exists():
-            write_truth(truth_path, plan)
-        truth.append({
-            "slide_id": slide_id, "patient_id": f"patient_{patient:0{digits}d}", "label": label,
-            "tumor_area_mm2": round(plan.tumor_area_mm2, 6), "n_tumor_regions": len(plan.tissue.tumors),
-            "distractors": plan.distractors,
-        })
-        if progress is not None:
-            progress(slide_id)
-    return _write_tables(out, seed, params_n, truth)
-
-
-def _write_tables(out: Path, seed: int, params: dict[str, Any], truth: list[dict[str, Any]]) -> Path:
-    """Write ``samples.csv`` (survival per patient, from its mean tumor area) and ``cohort.json``."""
-    areas: dict[str, list[float]] = {}
-    for t in truth:
-        areas.setdefault(t["patient_id"], []).append(t["tumor_area_mm2"])
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for t in truth:
-        patient = int(t["patient_id"].split("_")[1])
-        time, event = _survival(seed, patient, t["label"], float(np.mean(areas[t["patient_id"]])))
-        slide_path = f"slides/{t['slide_id']}.tif"
-        writer.writerow([t["slide_id"], t["patient_id"], t["label"], f"{time:.1f}", event, slide_path])
-    write_text_atomic(out / "samples.csv", buf.getvalue())
-    write_text_atomic(out / "cohort.json", json.dumps({"params": params, "slides": truth}, indent=1))
-    return out / "samples.csv"

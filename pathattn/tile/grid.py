@@ -20,7 +20,6 @@ from pathattn.io.slide import Slide
 from pathattn.tile.params import GridParams
 
 
-
 @dataclass(frozen=True)
 class GridSpec:
     """How patches are read from one slide.

@@ -42,9 +42,7 @@ class TissueParams:
         _require(self.seg_mpp > 0, "--seg-mpp", "must be positive (µm/px of the segmentation image, e.g. 8)")
         _require(self.method in ("otsu", "fixed"), "--tissue-method", "must be 'otsu' or 'fixed'")
         _require(0 <= self.threshold <= 255, "--tissue-threshold", "must be a saturation value in 0..255")
-        _require(
-            self.median_blur >= 1 and self.median_blur % 2 == 1, "--median-blur", "must be an odd number >= 1"
-        )
+        _require(self.median_blur >= 1 and self.median_blur % 2 == 1, "--median-blur", "must be an odd number >= 1")
         _require(self.close >= 0, "--close", "must be 0 (off) or a positive kernel size")
         _require(self.min_area_mm2 >= 0, "--min-tissue-area", "must be 0 or a positive area in mm²")
         _require(self.min_hole_mm2 >= 0, "--min-hole-area", "must be 0 or a positive area in mm²")

@@ -53,7 +53,9 @@ def render_qc(
         image: (H', W', 3) uint8 RGB, at most ``MAX_SIDE`` pixels on its long side (plus the banner).
     """
     shrink = min(1.0, MAX_SIDE / max(thumbnail.shape[:2]))
-    image = thumbnail if shrink == 1.0 else cv2.resize(thumbnail, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    image = (
+        thumbnail if shrink == 1.0 else cv2.resize(thumbnail, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+    )
     image = np.ascontiguousarray(image)
     scale = shrink / level0_per_px
     side = max(1, round(patch_size_level0 * scale))

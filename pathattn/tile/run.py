@@ -13,10 +13,11 @@ a slide that fails is recorded with its error and the batch goes on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from multiprocessing import get_context
@@ -25,6 +26,11 @@ from typing import Literal
 
 import numpy as np
 import shapely
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 from pathattn import __version__
 from pathattn.errors import PathattnError
@@ -208,19 +214,32 @@ def tile_slide(entry: SlideEntry, job: TileJob) -> SlideResult:
     return result
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock (POSIX; a no-op where fcntl is missing)."""
+    with lock_path.open("a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def write_manifest(path: Path, results: Sequence[SlideResult]) -> None:
-    """Write the manifest, merged with the rows of earlier runs for slides not in this one."""
-    rows: dict[str, dict[str, object]] = {}
-    if path.is_file():
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = {row["slide_id"]: row for row in csv.DictReader(f)}
-    rows.update({r.slide_id: asdict(r) for r in results})
-    rows = dict(sorted(rows.items()))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(SlideResult)], extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows.values())
-    write_text_atomic(path, buffer.getvalue())
+    """Write the manifest, merged with the rows of earlier runs (and of concurrent runs) for other slides.
+
+    Concurrent runs into one folder (e.g. one Snakemake job per slide) serialise on a lock file, so no
+    row is lost.
+    """
+    with _exclusive(path.with_name(f".{path.name}.lock")):
+        rows: dict[str, dict[str, object]] = {}
+        if path.is_file():
+            with path.open(newline="", encoding="utf-8") as f:
+                rows = {row["slide_id"]: row for row in csv.DictReader(f)}
+        rows.update({r.slide_id: asdict(r) for r in results})
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(SlideResult)], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(row for _, row in sorted(rows.items()))
+        write_text_atomic(path, buffer.getvalue())
 
 
 def tile_batch(

@@ -76,7 +76,7 @@ def mask_to_geometry(
         area = cv2.contourArea(contours[i]) * mm2_per_px - sum(hole_areas)
         if area < min_area_mm2 or area <= 0:
             continue
-        kept = [_to_level0(h, scale) for h, a in zip(holes, hole_areas) if a >= min_hole_mm2]
+        kept = [_to_level0(h, scale) for h, a in zip(holes, hole_areas, strict=True) if a >= min_hole_mm2]
         # contours run through the centres of the boundary pixels: grow by half a pixel to the true edge
         polygon = shapely.make_valid(Polygon(_to_level0(contours[i], scale), kept))
         polygon = polygon.buffer(0.25 * (scale[0] + scale[1]), join_style="mitre", mitre_limit=2.0)

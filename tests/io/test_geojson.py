@@ -28,7 +28,8 @@ def test_lenient_reading(tmp_path):
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [10, 0], [10, 10], [0, 0]]]},
          "properties": {"classification": "Tumor"}},
         {"type": "Feature", "geometry": {"type": "Point", "coordinates": [5, 5]}, "properties": {}},
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]},
+        {"type": "Feature",
+         "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [10, 10], [10, 0], [0, 10], [0, 0]]]},
          "properties": {"name": "bowtie"}},
         {"type": "Feature", "geometry": None, "properties": {}},
     ]  # fmt: skip

@@ -17,7 +17,8 @@ from shapely.geometry import box
 
 from pathattn.cli.main import main
 from pathattn.io.geojson import read_annotations
-from pathattn.synth.wsi import _survival, generate_cohort, synth_slide
+from pathattn.synth.cohort import _survival, generate_cohort
+from pathattn.synth.wsi import synth_slide
 
 SMALL: dict[str, Any] = {"width": 1536, "height": 1024, "mpp": 1.0}
 SEED = 4  # the first three slides of this seed hold a patient with two slides, and both labels
@@ -54,8 +55,9 @@ def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ],
 )
 def test_layouts_open_in_openslide(tmp_path, layout, mpp, metadata, levels, vendor, power):
-    path, _ = synth_slide(tmp_path / "s.tif", seed=1, label=1, width=1536, height=1024, mpp=mpp,
-                          layout=layout, mpp_metadata=metadata)
+    path, _ = synth_slide(
+        tmp_path / "s.tif", seed=1, label=1, width=1536, height=1024, mpp=mpp, layout=layout, mpp_metadata=metadata
+    )
     assert path.suffix == (".svs" if layout == "aperio" else ".tif")
     with openslide.OpenSlide(str(path)) as slide:
         props = slide.properties
@@ -123,8 +125,9 @@ def test_same_seed_same_cohort_and_slide_k_independent_of_n(cohort, tmp_path):
 
 def test_other_seed_differs(cohort, tmp_path):
     generate_cohort(tmp_path, 1, SEED + 1, **SMALL)
-    assert not np.array_equal(read_pixels(tmp_path / "slides/slide_000.tif"),
-                              read_pixels(cohort / "slides/slide_000.tif"))
+    assert not np.array_equal(
+        read_pixels(tmp_path / "slides/slide_000.tif"), read_pixels(cohort / "slides/slide_000.tif")
+    )
 
 
 def stain_density(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -187,15 +190,32 @@ def test_resume_skips_valid_slides_and_overwrite_regenerates(tmp_path):
 
 
 def test_cli_generates_a_cohort(tmp_path, capsys):
-    code = main(["synth", "wsi", "--out", str(tmp_path), "--n-slides", "2", "--seed", "3",
-                 "--width", "512", "--height", "384", "--mpp", "2.0"])
+    code = main(
+        [
+            "synth",
+            "wsi",
+            "--out",
+            str(tmp_path),
+            "--n-slides",
+            "2",
+            "--seed",
+            "3",
+            "--width",
+            "512",
+            "--height",
+            "384",
+            "--mpp",
+            "2.0",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip().endswith("samples.csv")
     assert len(rows(tmp_path / "samples.csv")) == 2
 
 
-@pytest.mark.parametrize(("args", "option"), [(["--n-slides", "0"], "--n-slides"), (["--mpp", "0"], "--mpp"),
-                                               (["--width", "-5"], "--width")])
+@pytest.mark.parametrize(
+    ("args", "option"), [(["--n-slides", "0"], "--n-slides"), (["--mpp", "0"], "--mpp"), (["--width", "-5"], "--width")]
+)
 def test_cli_rejects_bad_options(tmp_path, capsys, args, option):
     assert main(["synth", "wsi", "--out", str(tmp_path), *args]) == 2
     err = capsys.readouterr().err.strip()

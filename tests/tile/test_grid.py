@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from shapely.geometry import MultiPolygon, Polygon, box
 
-from pathattn.tile.grid import coverage, grid_axes, grid_corners, GridSpec
+from pathattn.tile.grid import GridSpec, coverage, grid_axes, grid_corners
 
 
 def _spec(size0, stride0):

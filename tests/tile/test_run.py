@@ -1,10 +1,16 @@
 """Tiling real slide files end to end: counts, coordinates, resolution sources, resume, atomicity."""
 
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from shapely.geometry import box
 
-from pathattn.io.coords import read_coords
+from pathattn.io.coords import is_complete, read_coords
 from pathattn.io.geojson import Annotation, read_annotations, write_annotations
 from pathattn.io.samples import SlideEntry
 from pathattn.tile import run as tile_run
@@ -34,7 +40,12 @@ def test_counts_coords_and_read_plan(make_slide, tmp_path, layout, level_factor,
     assert {tuple(c) for c in data.coords.tolist()} == expected
     assert (data.coords >= 0).all() and (data.coords + 512 <= [4096, 3072]).all()
     a = data.attrs
-    assert (a["patch_level"], a["read_size"], a["patch_size"], a["patch_size_level0"]) == (patch_level, read_size, 256, 512)
+    assert (a["patch_level"], a["read_size"], a["patch_size"], a["patch_size_level0"]) == (
+        patch_level,
+        read_size,
+        256,
+        512,
+    )
     assert (a["level0_width"], a["level0_height"], a["mpp_level0"], a["target_mpp"]) == (4096, 3072, 0.25, 0.5)
     assert a["target_magnification"] == 20 and a["level0_magnification"] == 40
     assert data.tissue_fraction.min() > 0.8
@@ -69,7 +80,7 @@ def test_annotations_and_tissue_geojson_override(make_slide, tmp_path):
     tile_slide(SlideEntry("s", path), job)
     data = read_coords(job.coords_path("s"))
     assert data.classes == ["Tumor"]
-    by_xy = dict(zip(map(tuple, data.coords.tolist()), data.annotation_fraction[:, 0].tolist()))
+    by_xy = dict(zip(map(tuple, data.coords.tolist()), data.annotation_fraction[:, 0].tolist(), strict=True))
     assert by_xy[(512, 512)] == pytest.approx(1.0) and by_xy[(512, 1024)] == pytest.approx(0.5)
     assert sum(by_xy.values()) == pytest.approx(1.5)
     # a corrected mask (as exported from QuPath) replaces detection and selects from the same grid
@@ -120,4 +131,32 @@ def test_parallel_workers_match_serial(make_slide, tmp_path):
     entries = [SlideEntry(n, make_slide(n, rect_image(), mpp=0.25)) for n in ("a", "b", "c")]
     serial = tile_batch(entries, TileJob(tmp_path / "one"))
     parallel = tile_batch(entries, TileJob(tmp_path / "two"), workers=2)
-    assert [(r.slide_id, r.status, r.n_patches) for r in serial] == [(r.slide_id, r.status, r.n_patches) for r in parallel]
+    assert [(r.slide_id, r.status, r.n_patches) for r in serial] == [
+        (r.slide_id, r.status, r.n_patches) for r in parallel
+    ]
+
+
+def test_concurrent_runs_share_one_manifest(make_slide, tmp_path):
+    entries = [SlideEntry(n, make_slide(n, rect_image(), mpp=0.25)) for n in ("a", "b", "c", "d")]
+    job = TileJob(tmp_path / "out")
+    with ThreadPoolExecutor(4) as pool:  # four one-slide runs into one folder, as Snakemake jobs do
+        list(pool.map(lambda e: tile_batch([e], job), entries))
+    rows = job.manifest_path.read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["a", "b", "c", "d"]
+
+
+def test_killed_run_leaves_only_complete_files(make_slide, tmp_path):
+    for k in range(8):
+        make_slide(f"s{k}", rect_image(), mpp=0.25)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "pathattn.cli.main", "tile", "--slides", str(tmp_path / "slides"), "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not list((out / "coords").glob("s*.h5")):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    for path in (out / "coords").glob("s*.h5"):  # whatever exists under a final name is complete
+        assert is_complete(path) and len(read_coords(path)) == 10
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    # the re-run finished the batch and removed the killed run's temporary file
+    assert sorted(p.name for p in (out / "coords").iterdir()) == [f"s{k}.h5" for k in range(8)]
