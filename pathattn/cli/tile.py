@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
@@ -83,15 +82,12 @@ def _job(cfg: Namespace):  # noqa: ANN202
     )
 
 
-def _error(message: str) -> None:
-    print(f"pathattn tile: error: {message}", file=sys.stderr)
-
-
 def run(cfg: Namespace) -> int:
     """Tile the slides; exit 1 if any failed (or had no tissue, unless --allow-empty)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from pathattn.cli.summary import error, summarize
     from pathattn.tile.run import tile_batch
 
     job = _job(cfg)
@@ -109,19 +105,11 @@ def run(cfg: Namespace) -> int:
                 progress.console.print(f"[yellow]no tissue[/] {result.slide_id}: 0 patches", highlight=False)
 
         results = tile_batch(entries, job, cfg.workers, advance)
-    failed = [r for r in results if r.status == "failed"]
-    empty = [r for r in results if r.status == "empty"]
-    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "empty", "failed")}
-    summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    print(f"tiled {len(results)} slides ({summary}); manifest: {job.manifest_path}", file=sys.stderr)
-    if failed:
-        first = failed[0]
-        _error(f"{len(failed)} of {len(results)} slides failed, first: {first.slide_id}: {first.error} "
-               f"(all in {job.manifest_path})")  # fmt: skip
+    if summarize("tile", results, job.manifest_path):
         return 1
+    empty = [r.slide_id for r in results if r.status == "empty"]
     if empty and not cfg.allow_empty:
-        names = ", ".join(r.slide_id for r in empty[:5])
-        _error(f"{len(empty)} slides have no tissue ({names}); check their QC images, lower --min-tissue or "
-               "--tissue-threshold, or pass --allow-empty")  # fmt: skip
+        error("tile", f"{len(empty)} slides have no tissue ({', '.join(empty[:5])}); check their QC images, lower "
+              "--min-tissue or --tissue-threshold, or pass --allow-empty")  # fmt: skip
         return 1
     return 0

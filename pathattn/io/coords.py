@@ -92,7 +92,7 @@ def read_coords(path: str | os.PathLike[str]) -> PatchCoords:
             if "coords" not in f:
                 raise PathattnError(f"{path} has no 'coords' dataset; pass a coordinates file from 'pathattn tile'")
             coords = f["coords"]
-            attrs = {k: _plain(v) for k, v in coords.attrs.items()}
+            attrs = {k: plain_attr(v) for k, v in coords.attrs.items()}
             data = PatchCoords(np.asarray(coords[:], np.int64).reshape(-1, 2), attrs)
             if "tissue_fraction" in f:
                 data.tissue_fraction = np.asarray(f["tissue_fraction"][:], np.float32)
@@ -117,7 +117,7 @@ def is_complete(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _plain(value: Any) -> Any:
+def plain_attr(value: Any) -> Any:
     """HDF5 attribute values as plain Python (numbers, strings, lists)."""
     if isinstance(value, bytes):
         return value.decode()

@@ -125,7 +125,7 @@ class Slide:
     Example:
         >>> with Slide("slide.svs") as slide:
         ...     level = slide.best_level_for_mpp(0.5)
-        ...     patch = slide.read_patch((1024, 2048), level, read_size=512, out_size=256)
+        ...     patch = slide.read_patch((1024, 2048), level, read_size=512, out_size=(224, 224))
     """
 
     def __init__(self, path: str | os.PathLike[str], user_mpp: float | None = None) -> None:
@@ -223,16 +223,27 @@ class Slide:
         # OpenSlide returns premultiplied RGBA: compositing on white adds the missing coverage.
         return cv2.add(np.ascontiguousarray(rgba[..., :3]), cv2.cvtColor(255 - alpha, cv2.COLOR_GRAY2RGB))
 
-    def read_patch(self, location: tuple[int, int], level: int, read_size: int, out_size: int) -> np.ndarray:
+    def read_patch(
+        self, location: tuple[int, int], level: int, read_size: int, out_size: tuple[int, int]
+    ) -> np.ndarray:
         """Read a square patch at ``level`` and resize it to ``out_size``.
 
+        Downsizing uses area interpolation (no aliasing), upsizing bilinear.
+
+        Args:
+            location: level-0 (x, y) of the top-left corner.
+            level: pyramid level to read.
+            read_size: patch side in pixels of that level.
+            out_size: (height, width) of the result.
+
         Returns:
-            patch: (out_size, out_size, 3) uint8.
+            patch: (H, W, 3) uint8.
         """
         patch = self.read_region(location, level, (read_size, read_size))
-        if read_size != out_size:
-            interp = cv2.INTER_AREA if read_size > out_size else cv2.INTER_LINEAR
-            patch = cv2.resize(patch, (out_size, out_size), interpolation=interp)
+        height, width = out_size
+        if (read_size, read_size) != (height, width):
+            interp = cv2.INTER_AREA if read_size > max(height, width) else cv2.INTER_LINEAR
+            patch = cv2.resize(patch, (width, height), interpolation=interp)
         return patch
 
     def read_at_mpp(self, target_mpp: float) -> tuple[np.ndarray, tuple[float, float]]:

@@ -13,13 +13,10 @@ a slide that fails is recorded with its error and the batch goes on.
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Literal
@@ -27,16 +24,12 @@ from typing import Literal
 import numpy as np
 import shapely
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-
 from pathattn import __version__
 from pathattn.errors import PathattnError
-from pathattn.io.atomic import remove_stale_temporaries, write_text_atomic
+from pathattn.io.atomic import remove_stale_temporaries
 from pathattn.io.coords import PatchCoords, is_complete, read_coords, write_coords
 from pathattn.io.geojson import Annotation, read_annotations, union_by_class, write_annotations
+from pathattn.io.manifest import write_manifest
 from pathattn.io.samples import SlideEntry
 from pathattn.io.slide import Slide, resize_to_mpp
 from pathattn.tile.grid import GridSpec, coverage, grid_axes, grid_corners, plan_grid
@@ -214,34 +207,6 @@ def tile_slide(entry: SlideEntry, job: TileJob) -> SlideResult:
     return result
 
 
-@contextlib.contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock (POSIX; a no-op where fcntl is missing)."""
-    with lock_path.open("a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-
-
-def write_manifest(path: Path, results: Sequence[SlideResult]) -> None:
-    """Write the manifest, merged with the rows of earlier runs (and of concurrent runs) for other slides.
-
-    Concurrent runs into one folder (e.g. one Snakemake job per slide) serialise on a lock file, so no
-    row is lost.
-    """
-    with _exclusive(path.with_name(f".{path.name}.lock")):
-        rows: dict[str, dict[str, object]] = {}
-        if path.is_file():
-            with path.open(newline="", encoding="utf-8") as f:
-                rows = {row["slide_id"]: row for row in csv.DictReader(f)}
-        rows.update({r.slide_id: asdict(r) for r in results})
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=[f.name for f in fields(SlideResult)], extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(row for _, row in sorted(rows.items()))
-        write_text_atomic(path, buffer.getvalue())
-
-
 def tile_batch(
     entries: Sequence[SlideEntry],
     job: TileJob,
@@ -267,7 +232,7 @@ def tile_batch(
 
     def record(result: SlideResult) -> None:
         results[result.slide_id] = result
-        write_manifest(job.manifest_path, [results[e.slide_id] for e in entries if e.slide_id in results])
+        write_manifest(job.manifest_path, SlideResult, [results[e.slide_id] for e in entries if e.slide_id in results])
         if on_result is not None:
             on_result(result)
 

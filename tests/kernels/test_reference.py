@@ -1,6 +1,7 @@
 """The pure-torch reference ops, against float64 hand computations."""
 
 import torch
+
 from pathattn.kernels import attention_pool, masked_softmax
 
 

@@ -1,0 +1,82 @@
+"""Feature-extraction throughput: the whole pipeline against the same encoder on synthetic tensors.
+
+Both run in the same process, on the same device, with the same batch size:
+
+* pipeline: ``extract_batch`` over tiled slides (read + decode + resize in DataLoader workers, transfer,
+  normalise, forward, write);
+* model only: the encoder's forward on random tensors already on the device (channels_last, same
+  precision), the upper bound the pipeline can reach.
+
+Goal: pipeline >= 0.9 x model-only on a GPU. Usage::
+
+    python benchmarks/extract.py                                   # resnet50_trunc on a generated cohort
+    python benchmarks/extract.py --encoder resnet18 --device cuda --batch-size 256 --workers 8 --precision bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pathattn.extract.encoders import create_encoder
+from pathattn.extract.run import ExtractJob, _Embedder, extract_batch, find_coords
+from pathattn.io.samples import read_sample_sheet
+from pathattn.synth.cohort import generate_cohort
+from pathattn.tile.run import TileJob, tile_batch
+
+
+def model_only(embed: _Embedder, batch_size: int, input_size: tuple[int, int], patches: int) -> float:
+    """Patches/s of the forward pass alone on random uint8 batches already on the device."""
+    images = torch.randint(0, 256, (batch_size, 3, *input_size), dtype=torch.uint8, device=embed.device)
+    embed(images)  # warm-up
+    if embed.device.type == "cuda":
+        torch.cuda.synchronize()
+    batches = max(1, round(patches / batch_size))
+    start = time.perf_counter()
+    for _ in range(batches):
+        embed(images)  # returns features on the host, as the pipeline does
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--encoder", default="resnet50_trunc")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--n-slides", type=int, default=2, help="synthetic slides (default size, 0.5 µm/px)")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sheet = generate_cohort(Path(tmp) / "cohort", args.n_slides, seed=0)
+        tiles = TileJob(Path(tmp) / "tiles")
+        tile_batch(read_sample_sheet(sheet), tiles)
+        files = find_coords(tiles.out)
+        encoder = create_encoder(args.encoder)
+        job = ExtractJob(Path(tmp) / "feats", args.batch_size, args.workers, args.device, args.precision)
+        embed = _Embedder(encoder, job)
+        start = time.perf_counter()
+        results = extract_batch(files, encoder, job)
+        pipeline_s = time.perf_counter() - start
+        patches = sum(r.n_patches for r in results)
+        pipeline = patches / pipeline_s
+        model = model_only(embed, args.batch_size, encoder.input_size, patches)
+    device = embed.device
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(f"device: {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"encoder: {encoder.name} ({encoder.embed_dim}-d, input {encoder.input_size}), batch {args.batch_size}, "
+          f"workers {args.workers}, precision {args.precision}")  # fmt: skip
+    print(f"slides: {len(results)}  patches: {patches}")
+    print(f"pipeline    {pipeline:10.1f} patches/s")
+    print(f"model only  {model:10.1f} patches/s")
+    print(f"ratio pipeline/model: {pipeline / model:.3f}  (goal >= 0.9 on a GPU)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Stage ``extract``: patch features from timm encoders, read straight from the slides."""

@@ -1,0 +1,405 @@
+"""Patch encoders: timm models, presets for common pathology encoders, weights from local files.
+
+An encoder maps a normalized image batch (B, 3, H, W) to embeddings (B, D). It is named by
+
+- a preset of :data:`PRESETS` (``resnet50_trunc``, ``uni``, ``uni2_h``, ``gigapath``, ...): the architecture
+  of a published encoder; the user supplies its weights file (most are gated on the Hugging Face Hub);
+- any timm model name (``timm.create_model(name, pretrained=False, num_classes=0)``);
+- ``hf-hub:ORG/REPO``: timm downloads the architecture and weights (needs network access).
+
+Weights come from a ``.pth``/``.pt``/``.bin``/``.safetensors`` file and are loaded strictly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import timm
+import torch
+from timm.layers import SwiGLUPacked
+from torch import nn
+
+from pathattn.errors import PathattnError
+from pathattn.io.weights import load_state_dict_strict, read_state_dict, sha256_file
+
+HUB_PREFIXES = ("hf-hub:", "hf_hub:")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RANDOM_INIT = "random-init"
+_USER_WEIGHTS = "You supply the weights file (gated model: accept its terms on the model page, then download it)."
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """The architecture and preprocessing of a published encoder.
+
+    Attributes:
+        name: preset name (``--encoder``).
+        timm_name: the timm architecture.
+        kwargs: ``timm.create_model`` keyword arguments (classes such as ``SwiGLUPacked`` allowed).
+        embed_dim: D, the size of one embedding.
+        mean: per-channel normalization mean; None takes timm's data config.
+        std: per-channel normalization std; None takes timm's data config.
+        input_size: side of the square input in pixels; None takes timm's data config.
+        pool: ``"model"``: the model's own pooled output; ``"cls+mean"``: the class token concatenated with
+            the mean of the patch tokens, register tokens skipped (Virchow).
+        ignore_prefixes: keys of a full checkpoint that this encoder drops (e.g. ``fc.``).
+        precision: the inference precision the encoder's authors use.
+        description: one paragraph for ``--help`` and the docs.
+        citation: the paper to cite.
+        url: the model page (where the weights are).
+    """
+
+    name: str
+    timm_name: str
+    kwargs: Mapping[str, Any]
+    embed_dim: int
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    input_size: int | None = None
+    pool: Literal["model", "cls+mean"] = "model"
+    ignore_prefixes: tuple[str, ...] = ()
+    precision: Literal["fp32", "fp16", "bf16"] = "fp32"
+    description: str = ""
+    citation: str = ""
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kwargs", MappingProxyType(dict(self.kwargs)))
+
+
+@dataclass
+class Encoder:
+    """A ready encoder: its module and how to feed it.
+
+    Attributes:
+        model: module in eval mode mapping a normalized float batch (B, 3, H, W) to (B, D).
+        name: the name it was created from.
+        spec: the preset, or None for a timm or ``hf-hub:`` name.
+        embed_dim: D.
+        input_size: (H, W) in pixels.
+        mean: per-channel normalization mean (RGB, for images scaled to [0, 1]).
+        std: per-channel normalization std.
+        weights_sha256: SHA-256 of the weights file, ``"random-init"`` without one.
+        weights_file: absolute path of the weights file, ``""`` without one.
+    """
+
+    model: nn.Module
+    name: str
+    spec: EncoderSpec | None
+    embed_dim: int
+    input_size: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_sha256: str = RANDOM_INIT
+    weights_file: str = ""
+
+    @property
+    def precision(self) -> Literal["fp32", "fp16", "bf16"]:
+        """The precision the encoder's authors use (fp32 for plain timm models)."""
+        return self.spec.precision if self.spec is not None else "fp32"
+
+
+class TruncatedResNet(nn.Module):
+    """A ResNet cut after its last requested stage, global average pooled (CLAM's ``resnet50_trunc``).
+
+    Built from a timm ``features_only`` ResNet; its stages become direct children, so the parameter names
+    are those of the full ResNet (``conv1.*``, ``layer1.*``, ...) and a full checkpoint loads once the
+    later stages and the classifier are ignored.
+
+    Args:
+        features: ``timm.create_model("resnet50", features_only=True, out_indices=(3,))`` or alike.
+    """
+
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        for name, module in features.named_children():
+            self.add_module(name, module)
+        self.num_features = int(features.feature_info.channels()[-1])
+        self.pretrained_cfg = dict(getattr(features, "pretrained_cfg", None) or {})
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed a batch: (B, 3, H, W) -> (B, C) with C the channels of the last stage."""
+        x = images
+        for module in self.children():
+            x = module(x)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class ClassMeanPool(nn.Module):
+    """Virchow pooling of a timm ViT: class token concatenated with the mean of the patch tokens.
+
+    Register tokens (``num_prefix_tokens - 1`` of them) are skipped. The ViT stays ``self.trunk``; load
+    weights into it.
+
+    Args:
+        trunk: a timm VisionTransformer (``forward_features`` returns (B, T, D) tokens).
+    """
+
+    def __init__(self, trunk: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.num_features = 2 * int(trunk.num_features)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed a batch: (B, 3, H, W) -> (B, 2 D)."""
+        tokens = self.trunk.forward_features(images)
+        patches = tokens[:, self.trunk.num_prefix_tokens :]
+        return torch.cat([tokens[:, 0], patches.mean(dim=1)], dim=-1)
+
+
+# Kwargs as in the model cards' timm snippets (their config.json where the card loads from hf-hub).
+# fmt: off
+_SWIGLU = dict(mlp_layer=SwiGLUPacked, act_layer=nn.SiLU)
+_VIRCHOW = dict(img_size=224, init_values=1e-5, num_classes=0, mlp_ratio=5.3375, global_pool="", dynamic_img_size=True,
+                **_SWIGLU)
+_H_OPTIMUS = dict(img_size=224, init_values=1e-5, dynamic_img_size=False, num_classes=0)
+_H_OPTIMUS_NORM = dict(mean=(0.707223, 0.578729, 0.703617), std=(0.211883, 0.230117, 0.177517), input_size=224)
+_IMAGENET = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD, input_size=224)
+_UNI_PAPER = "Chen et al., Towards a general-purpose foundation model for computational pathology, Nature Medicine 2024"
+
+_PRESET_LIST = (
+    EncoderSpec(
+        "resnet50_trunc", "resnet50", dict(features_only=True, out_indices=(3,)), 1024, **_IMAGENET,
+        ignore_prefixes=("layer4.", "fc."),
+        description="ResNet-50 through layer 3, global average pooled (1024-d), as CLAM uses. Takes a full ImageNet "
+        "ResNet-50 state dict (torchvision, or timm `resnet50.tv_in1k` as CLAM); layer4 and fc are ignored.",
+        citation="Lu et al., Data-efficient and weakly supervised computational pathology on whole-slide images, "
+        "Nature Biomedical Engineering 2021",
+        url="https://github.com/mahmoodlab/CLAM",
+    ),
+    EncoderSpec(
+        "uni", "vit_large_patch16_224",
+        dict(img_size=224, patch_size=16, init_values=1e-5, num_classes=0, dynamic_img_size=True), 1024, **_IMAGENET,
+        precision="fp16",
+        description=f"UNI (v1): ViT-L/16 (1024-d class token), 224 px at 20x. {_USER_WEIGHTS}",
+        citation=_UNI_PAPER, url="https://huggingface.co/MahmoodLab/UNI",
+    ),
+    EncoderSpec(
+        "uni2_h", "vit_giant_patch14_224",
+        dict(img_size=224, patch_size=14, depth=24, num_heads=24, init_values=1e-5, embed_dim=1536,
+             mlp_ratio=2.66667 * 2, num_classes=0, no_embed_class=True, reg_tokens=8, dynamic_img_size=True, **_SWIGLU),
+        1536, **_IMAGENET, precision="bf16",
+        description="UNI2-h: ViT-H/14 with SwiGLU and 8 register tokens (1536-d class token), 224 px at 20x. "
+        f"{_USER_WEIGHTS}",
+        citation=_UNI_PAPER, url="https://huggingface.co/MahmoodLab/UNI2-h",
+    ),
+    EncoderSpec(
+        "gigapath", "vit_giant_patch14_dinov2",
+        dict(img_size=224, in_chans=3, patch_size=16, embed_dim=1536, depth=40, num_heads=24, init_values=1e-5,
+             mlp_ratio=5.33334, num_classes=0),
+        1536, **_IMAGENET, precision="fp16",
+        description="Prov-GigaPath tile encoder: ViT-g/16 (1536-d class token), 224 px (resized to 256 and "
+        f"center-cropped) at 20x. Kwargs from the hub's config.json. {_USER_WEIGHTS}",
+        citation="Xu et al., A whole-slide foundation model for digital pathology from real-world data, Nature 2024",
+        url="https://huggingface.co/prov-gigapath/prov-gigapath",
+    ),
+    EncoderSpec(
+        "h_optimus_0", "vit_giant_patch14_reg4_dinov2", _H_OPTIMUS, 1536, **_H_OPTIMUS_NORM, precision="fp16",
+        description="H-optimus-0: ViT-g/14 with 4 register tokens (1536-d class token), 224 px at 0.5 µm/px. "
+        "You supply the weights file (download it from the model page).",
+        citation="Saillard et al., H-optimus-0, Bioptimus 2024", url="https://huggingface.co/bioptimus/H-optimus-0",
+    ),
+    EncoderSpec(
+        "h_optimus_1", "vit_giant_patch14_reg4_dinov2", _H_OPTIMUS, 1536, **_H_OPTIMUS_NORM, precision="fp16",
+        description="H-optimus-1: the architecture and normalization of H-optimus-0 (1536-d class token), 224 px "
+        f"at 0.5 µm/px. {_USER_WEIGHTS}",
+        citation="Bioptimus, H-optimus-1, 2025", url="https://huggingface.co/bioptimus/H-optimus-1",
+    ),
+    EncoderSpec(
+        "virchow", "vit_huge_patch14_224", _VIRCHOW, 2560, **_IMAGENET, pool="cls+mean", precision="fp16",
+        description="Virchow: ViT-H/14 with SwiGLU; class token concatenated with the mean patch token (2560-d), "
+        f"224 px at 20x. {_USER_WEIGHTS}",
+        citation="Vorontsov et al., A foundation model for clinical-grade computational pathology and rare cancers "
+        "detection, Nature Medicine 2024",
+        url="https://huggingface.co/paige-ai/Virchow",
+    ),
+    EncoderSpec(
+        "virchow2", "vit_huge_patch14_224", dict(_VIRCHOW, reg_tokens=4), 2560, **_IMAGENET, pool="cls+mean",
+        precision="fp16",
+        description="Virchow2: ViT-H/14 with SwiGLU and 4 register tokens; class token concatenated with the mean "
+        f"patch token (2560-d), 224 px at mixed magnifications. {_USER_WEIGHTS}",
+        citation="Zimmermann et al., Virchow2: Scaling self-supervised mixed magnification models in pathology, "
+        "arXiv:2408.00738, 2024",
+        url="https://huggingface.co/paige-ai/Virchow2",
+    ),
+)
+# fmt: on
+PRESETS: dict[str, EncoderSpec] = {spec.name: spec for spec in _PRESET_LIST}
+
+
+def list_encoders() -> list[str]:
+    """Return the preset names."""
+    return list(PRESETS)
+
+
+def build_model(spec: EncoderSpec) -> nn.Module:
+    """Create the random-init module of a preset, mapping (B, 3, H, W) to (B, ``spec.embed_dim``).
+
+    Honours the ambient device context, so ``with torch.device("meta"): build_model(spec)`` allocates nothing.
+    """
+    model = timm.create_model(spec.timm_name, pretrained=False, **spec.kwargs)
+    if spec.kwargs.get("features_only"):
+        model = TruncatedResNet(model)
+    if spec.pool == "cls+mean":
+        model = ClassMeanPool(model)
+    return model
+
+
+def create_encoder(
+    name: str, weights: str | os.PathLike[str] | None = None, *, device: str | torch.device = "cpu"
+) -> Encoder:
+    """Create an encoder by name, with weights from a local file (or random weights without one).
+
+    Args:
+        name: a preset (:func:`list_encoders`), any timm model name, or ``hf-hub:ORG/REPO``.
+        weights: a ``.pth``/``.pt``/``.bin``/``.safetensors`` file for this architecture; None keeps the
+            random initialization (for a timm name) or downloads the weights (for ``hf-hub:``).
+        device: where the module is placed; ``"meta"`` without weights builds it without allocating memory
+            (to check shapes and preprocessing of a giant preset).
+
+    Returns:
+        The encoder in eval mode, with its input size and normalization.
+
+    Raises:
+        PathattnError: unknown name, unreadable or mismatched weights file, unreachable Hugging Face Hub.
+    """
+    spec = PRESETS.get(name)
+    if spec is not None:
+        build: Callable[[], nn.Module] = partial(build_model, spec)
+    elif name.startswith(HUB_PREFIXES):
+        build = partial(_create_from_hub, name, pretrained=weights is None)
+    elif timm.is_model(name):
+        build = partial(timm.create_model, name, pretrained=False, num_classes=0)
+    else:
+        raise _unknown_name_error(name)
+    if weights is None:
+        model, sha, file = _build_random(build, torch.device(device)), RANDOM_INIT, ""
+    else:
+        model = _build_with_weights(build, Path(weights), name, spec)
+        sha, file = sha256_file(weights), str(Path(weights).resolve())
+    _check_pooled(model, name)
+    size, mean, std = _preprocessing(model, spec)
+    embed_dim = spec.embed_dim if spec is not None else _pooled_dim(model)
+    model = model.to(device).eval()
+    return Encoder(model, name, spec, embed_dim, size, mean, std, weights_sha256=sha, weights_file=file)
+
+
+def _build_random(build: Callable[[], nn.Module], device: torch.device) -> nn.Module:
+    """Build with random weights; on the ``meta`` device directly (shapes only, nothing allocated)."""
+    if device.type != "meta":
+        return build()
+    with torch.device("meta"):
+        return build()
+
+
+def _build_with_weights(build: Callable[[], nn.Module], path: Path, name: str, spec: EncoderSpec | None) -> nn.Module:
+    """Build the module and load the file into it strictly.
+
+    The module is first built on the ``meta`` device and takes the file's tensors as its parameters (no
+    random initialization of a billion parameters); if that fails or leaves tensors unset (buffers that are
+    not saved), it is built normally and the tensors are copied in.
+    """
+    state_dict = read_state_dict(path)
+    model = _build_on_meta(build)
+    if model is not None:
+        _load(model, state_dict, path, name, spec, assign=True)
+        if not _has_meta_tensors(model):
+            return model.float()
+    model = build()
+    _load(model, state_dict, path, name, spec, assign=False)
+    return model
+
+
+def _build_on_meta(build: Callable[[], nn.Module]) -> nn.Module | None:
+    try:
+        with torch.device("meta"):
+            return build()
+    except PathattnError:
+        raise
+    except Exception:  # some architectures compute tensors at init that meta cannot; build them normally
+        return None
+
+
+def _load(
+    model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path, name: str, spec: EncoderSpec | None, assign: bool
+) -> None:
+    target = model.trunk if isinstance(model, ClassMeanPool) else model
+    ignore = spec.ignore_prefixes if spec is not None else _classifier_prefixes(target)
+    fix = "pass the weights of this architecture or choose the matching --encoder"
+    load_state_dict_strict(target, state_dict, path, ignore, target=f"encoder '{name}'", fix=fix, assign=assign)
+
+
+def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Key prefixes of a timm model's classifier, which ``num_classes=0`` removes (e.g. ``fc.``, ``head.``)."""
+    classifier = (getattr(model, "pretrained_cfg", None) or {}).get("classifier")
+    names = (classifier,) if isinstance(classifier, str) else tuple(classifier or ())
+    return tuple(f"{name}." for name in names)
+
+
+def _has_meta_tensors(model: nn.Module) -> bool:
+    return any(tensor.is_meta for tensor in (*model.parameters(), *model.buffers()))
+
+
+def _create_from_hub(name: str, pretrained: bool) -> nn.Module:
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0)
+    except Exception as error:  # no network, gated repository, missing files: the user's fix is the same
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise PathattnError(
+            f"cannot load encoder '{name}' from the Hugging Face Hub ({type(error).__name__}: {first}); download "
+            "the weights where you have access and pass --weights FILE with the architecture's --encoder name "
+            f"(a preset: {', '.join(PRESETS)}; or the timm model name)"
+        ) from error
+
+
+def _check_pooled(model: nn.Module, name: str) -> None:
+    """Refuse a timm model configured to return tokens instead of one embedding per image."""
+    if not isinstance(model, (ClassMeanPool, TruncatedResNet)) and getattr(model, "global_pool", None) == "":
+        raise PathattnError(
+            f"encoder '{name}' returns tokens, not one embedding per image (global_pool=''); use its preset "
+            f"({', '.join(p for p, s in PRESETS.items() if s.pool == 'cls+mean')} for Virchow) with --weights FILE"
+        )
+
+
+def _pooled_dim(model: nn.Module) -> int:
+    """D of a timm model with ``num_classes=0`` (its pre-logits size when it has one)."""
+    return int(getattr(model, "head_hidden_size", None) or model.num_features)
+
+
+def _preprocessing(
+    model: nn.Module, spec: EncoderSpec | None
+) -> tuple[tuple[int, int], tuple[float, float, float], tuple[float, float, float]]:
+    """Input (H, W), mean and std: the preset's values, else timm's data config of the model."""
+    trunk = model.trunk if isinstance(model, ClassMeanPool) else model
+    config = timm.data.resolve_data_config({}, model=trunk)
+    side = spec.input_size if spec is not None else None
+    size = (side, side) if side else (int(config["input_size"][1]), int(config["input_size"][2]))
+    mean = spec.mean if spec is not None and spec.mean is not None else config["mean"]
+    std = spec.std if spec is not None and spec.std is not None else config["std"]
+    return size, _triple(mean), _triple(std)
+
+
+def _triple(values: Any) -> tuple[float, float, float]:
+    a, b, c = (float(v) for v in values)
+    return (a, b, c)
+
+
+def _unknown_name_error(name: str) -> PathattnError:
+    """The error for a name that is neither a preset nor a timm model, suggesting close names."""
+    by_lower: dict[str, str] = {}
+    for candidate in [*PRESETS, *timm.list_models()]:
+        by_lower.setdefault(candidate.lower(), candidate)
+    close = [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=6, cutoff=0.6)]
+    suggestion = f"did you mean {', '.join(close)}? " if close else ""
+    return PathattnError(
+        f"unknown encoder '{name}'; {suggestion}(presets: {', '.join(PRESETS)}; any timm model name or "
+        "hf-hub:ORG/REPO works)"
+    )

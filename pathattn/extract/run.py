@@ -1,0 +1,332 @@
+"""Extract patch features for a batch of tiled slides: resumable, atomic, one bad slide never stops the rest.
+
+Outputs under the run folder ``OUT`` (CLAM's layout, so CLAM-style training code can read it)::
+
+    OUT/h5_files/{slide_id}.h5   features (N, D) + coords (N, 2) + provenance attributes
+    OUT/pt_files/{slide_id}.pt   (N, D) tensor, with ``clam_pt``
+    OUT/manifest.csv             one row per slide: status, patches, embedding size, error
+
+Reading, decoding and resizing run in DataLoader workers; the forward pass runs on the device on
+uint8 batches normalised there (pinned memory, non-blocking copies, channels_last, autocast), so the
+stages overlap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import timm
+import torch
+from torch.utils.data import DataLoader
+
+from pathattn import __version__
+from pathattn.errors import PathattnError
+from pathattn.extract.data import PatchDataset, SlidePatches, worker_init
+from pathattn.extract.encoders import Encoder
+from pathattn.io.atomic import remove_stale_temporaries
+from pathattn.io.bags import read_bag, write_clam_pt, write_features
+from pathattn.io.coords import PatchCoords, read_coords
+from pathattn.io.manifest import write_manifest
+from pathattn.io.slide import Slide
+
+Precision = Literal["fp32", "bf16", "fp16"]
+FeatureDtype = Literal["float32", "float16"]
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class ExtractResult:
+    """One row of the manifest."""
+
+    slide_id: str
+    status: Literal["done", "skipped", "empty", "failed"]
+    n_patches: int = 0
+    embed_dim: int = 0
+    encoder: str = ""
+    seconds: float = 0.0
+    slide_path: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    """Settings shared by every slide of a run.
+
+    Args:
+        out: the run folder.
+        batch_size: patches per forward pass.
+        workers: DataLoader worker processes reading patches (0 reads in the main process).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:i]``.
+        precision: autocast precision of the forward pass.
+        dtype: storage type of the features.
+        clam_pt: also write CLAM's ``pt_files/{slide_id}.pt``.
+        compile: ``torch.compile`` the encoder.
+        overwrite: redo slides whose features exist.
+    """
+
+    out: Path
+    batch_size: int = 64
+    workers: int = 2
+    device: str = "auto"
+    precision: Precision = "fp32"
+    dtype: FeatureDtype = "float32"
+    clam_pt: bool = False
+    compile: bool = False
+    overwrite: bool = False
+
+    def features_path(self, slide_id: str) -> Path:
+        return self.out / "h5_files" / f"{slide_id}.h5"
+
+    def pt_path(self, slide_id: str) -> Path:
+        return self.out / "pt_files" / f"{slide_id}.pt"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out / "manifest.csv"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; a CUDA request without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PathattnError(f"--device {device} but no CUDA GPU is visible; use --device cpu or auto")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise PathattnError(f"--device {device} is not a device; use auto, cpu or cuda") from None
+
+
+def find_coords(folder: str | Path) -> list[Path]:
+    """Coordinate files of a tiling run: ``DIR/coords/*.h5``, or ``DIR/*.h5`` when given the coords folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PathattnError(f"--coords folder not found: {folder}; pass the output folder of 'pathattn tile'")
+    source = folder / "coords" if (folder / "coords").is_dir() else folder
+    files = sorted(p for p in source.glob("*.h5") if not p.name.startswith("."))
+    if not files:
+        raise PathattnError(f"--coords {folder} holds no coordinate files (.h5); run 'pathattn tile' first")
+    return files
+
+
+def _provenance(encoder: Encoder, job: ExtractJob, coords: PatchCoords, slide_id: str) -> dict[str, object]:
+    attrs = coords.attrs
+    return {
+        "encoder": encoder.name,
+        "name": slide_id,
+        "weights_sha256": encoder.weights_sha256,
+        "weights_file": encoder.weights_file,
+        "embed_dim": encoder.embed_dim,
+        "input_size": encoder.input_size,
+        "mean": encoder.mean,
+        "std": encoder.std,
+        "precision": job.precision,
+        "dtype": job.dtype,
+        "target_mpp": attrs.get("target_mpp", float("nan")),
+        "mpp_level0": attrs.get("mpp_level0", float("nan")),
+        "patch_size": attrs.get("patch_size", -1),
+        "patch_size_level0": attrs.get("patch_size_level0", -1),
+        "pathattn_version": __version__,
+        "timm_version": timm.__version__,
+        "torch_version": str(torch.__version__),
+    }
+
+
+def _check_slide(coords: PatchCoords, slide_path: Path, coords_file: Path) -> SlidePatches:
+    """The read plan of a slide, after checking that it is the slide the coordinates were made for."""
+    attrs = coords.attrs
+    mpp0 = attrs.get("mpp_level0")
+    with Slide(slide_path, float(mpp0) if mpp0 else None) as slide:
+        expected = (attrs.get("level0_width"), attrs.get("level0_height"))
+        if None not in expected and tuple(int(v) for v in expected) != slide.dimensions:
+            raise PathattnError(
+                f"{slide_path} is {slide.dimensions[0]}x{slide.dimensions[1]} px but {coords_file} was tiled from a "
+                f"{expected[0]}x{expected[1]} px slide; point to the right slide (--samples) or tile again"
+            )
+        level = int(attrs.get("patch_level", 0))
+        if level >= slide.level_count:
+            raise PathattnError(f"{coords_file} reads level {level} but {slide_path} has {slide.level_count} levels")
+        read_size = int(attrs.get("read_size", attrs.get("patch_size", 0)))
+    return SlidePatches(slide_path, coords.coords, level, read_size, float(mpp0) if mpp0 else None)
+
+
+def _features_match(path: Path, encoder: Encoder) -> bool:
+    """Whether an existing feature file was made with this encoder and weights."""
+    attrs = read_bag(path).attrs
+    return attrs.get("encoder") == encoder.name and attrs.get("weights_sha256") == encoder.weights_sha256
+
+
+class _Embedder:
+    """The encoder on its device: uint8 batches in, float32 features out."""
+
+    def __init__(self, encoder: Encoder, job: ExtractJob) -> None:
+        self.device = resolve_device(job.device)
+        model = encoder.model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.model = torch.compile(model) if job.compile else model
+        self.mean = torch.tensor(encoder.mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(encoder.std, device=self.device).view(1, 3, 1, 1) * 255
+        self.autocast = _AUTOCAST.get(job.precision)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> np.ndarray:
+        x = images.to(self.device, non_blocking=True).float()
+        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
+            out = self.model(x)
+        return out.float().cpu().numpy()
+
+
+def _finish(job: ExtractJob, encoder: Encoder, slide_id: str, coords: PatchCoords, features: np.ndarray) -> None:
+    """Write a slide's outputs (h5, then the optional .pt)."""
+    features = features.astype(np.dtype(job.dtype), copy=False)
+    write_features(
+        job.features_path(slide_id),
+        features,
+        coords.coords,
+        coords.attrs,
+        _provenance(encoder, job, coords, slide_id),
+    )
+    if job.clam_pt:
+        write_clam_pt(job.pt_path(slide_id), features)
+
+
+@dataclass
+class _Pending:
+    """A slide whose patches are being embedded."""
+
+    result: ExtractResult
+    coords: PatchCoords
+    features: np.ndarray
+    remaining: int
+    started: float
+
+
+def extract_batch(
+    coords_files: Sequence[Path],
+    encoder: Encoder,
+    job: ExtractJob,
+    slide_paths: dict[str, Path] | None = None,
+    on_patches: Callable[[int], None] | None = None,
+) -> list[ExtractResult]:
+    """Embed every patch of the tiled slides.
+
+    Args:
+        coords_files: coordinate files of ``pathattn tile`` (or CLAM/TRIDENT with a ``read_size``-less plan).
+        encoder: the encoder (its model, input size and normalisation).
+        job: shared settings and the output folder.
+        slide_paths: slide id → slide file, overriding the path recorded at tiling (slides that moved).
+        on_patches: called with the number of patches embedded or skipped, for a progress bar.
+
+    Returns:
+        One result per coordinates file, in input order.
+
+    Raises:
+        PathattnError: the output folder holds features of another encoder (and ``overwrite`` is off).
+    """
+    for sub in ("h5_files", "pt_files"):
+        (job.out / sub).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(job.out / sub)
+    results: dict[str, ExtractResult] = {}
+    pending: list[_Pending] = []
+    sources: list[SlidePatches] = []
+
+    def record(result: ExtractResult) -> None:
+        results[result.slide_id] = result
+        write_manifest(job.manifest_path, ExtractResult, [result])
+
+    for coords_file in coords_files:
+        slide_id = coords_file.stem
+        out = job.features_path(slide_id)
+        if out.exists() and not job.overwrite:
+            if not _features_match(out, encoder):
+                raise PathattnError(
+                    f"{out} holds features of another encoder or weights than '{encoder.name}'; "
+                    "use another --out folder or pass --overwrite"
+                )
+            done = read_coords(coords_file)
+            slide_path = str(done.attrs.get("slide_path", ""))
+            record(
+                ExtractResult(slide_id, "skipped", len(done), encoder.embed_dim, encoder.name, slide_path=slide_path)
+            )
+            if on_patches:
+                on_patches(len(done))
+            continue
+        started = time.perf_counter()
+        result = ExtractResult(slide_id, "done", embed_dim=encoder.embed_dim, encoder=encoder.name)
+        try:
+            coords = read_coords(coords_file)
+            slide_path = (slide_paths or {}).get(slide_id) or Path(str(coords.attrs.get("slide_path", "")))
+            result.slide_path, result.n_patches = str(slide_path), len(coords)
+            if not str(slide_path):
+                raise PathattnError(f"{coords_file} does not name its slide; pass --samples with a slide_path column")
+            plan = _check_slide(coords, slide_path, coords_file)
+        except PathattnError as err:
+            result.status, result.error = "failed", str(err)
+            record(result)
+            continue
+        if len(coords) == 0:
+            _finish(job, encoder, slide_id, coords, np.zeros((0, encoder.embed_dim), np.float32))
+            result.status, result.seconds = "empty", round(time.perf_counter() - started, 3)
+            record(result)
+            continue
+        features = np.zeros((len(coords), encoder.embed_dim), np.float32)
+        pending.append(_Pending(result, coords, features, len(coords), started))
+        sources.append(plan)
+
+    if sources:
+        _embed_all(sources, pending, encoder, job, record, on_patches)
+    return [results[p.stem] for p in coords_files if p.stem in results]
+
+
+def _embed_all(
+    sources: list[SlidePatches],
+    pending: list[_Pending],
+    encoder: Encoder,
+    job: ExtractJob,
+    record: Callable[[ExtractResult], None],
+    on_patches: Callable[[int], None] | None,
+) -> None:
+    """Run the DataLoader over every pending slide, writing each slide as soon as it is complete."""
+    embed = _Embedder(encoder, job)
+    loader = DataLoader(
+        PatchDataset(sources, encoder.input_size),
+        batch_size=job.batch_size,
+        num_workers=job.workers,
+        pin_memory=embed.device.type == "cuda",
+        worker_init_fn=worker_init if job.workers else None,
+        prefetch_factor=4 if job.workers else None,
+        # fresh worker processes: OpenSlide, OpenCV's and OpenMP's thread pools are not fork-safe
+        multiprocessing_context="spawn" if job.workers else None,
+    )
+    for slide_index, patch_index, images, errors in loader:
+        features = embed(images)
+        slide_index, patch_index = slide_index.numpy(), patch_index.numpy()
+        for s in np.unique(slide_index):
+            rows = slide_index == s
+            entry = pending[s]
+            entry.features[patch_index[rows]] = features[rows]
+            entry.remaining -= int(rows.sum())
+            failed = next((e for e, r in zip(errors, rows, strict=True) if r and e), "")
+            if failed and entry.result.status != "failed":
+                entry.result.status, entry.result.error = "failed", failed
+            if entry.remaining == 0:
+                _complete(entry, encoder, job, record)
+        if on_patches:
+            on_patches(len(images))
+
+
+def _complete(entry: _Pending, encoder: Encoder, job: ExtractJob, record: Callable[[ExtractResult], None]) -> None:
+    result = entry.result
+    if result.status != "failed":
+        try:
+            _finish(job, encoder, result.slide_id, entry.coords, entry.features)
+        except OSError as err:
+            result.status, result.error = "failed", f"could not write features: {err}"
+    result.seconds = round(time.perf_counter() - entry.started, 3)
+    entry.features = np.zeros((0, 0), np.float32)  # free the memory of a finished slide
+    record(result)

@@ -1,0 +1,169 @@
+"""Bags of patch features: pathattn's feature files, and CLAM, TRIDENT and STAMP files read as bags.
+
+pathattn writes one HDF5 per slide (``h5_files/{slide_id}.h5``), self-contained like TRIDENT's::
+
+    features  (N, D) float32 (float16 on request)   attrs: encoder, name
+    coords    (N, 2) int64 level-0 top-left x, y      attrs: copied from the tiling file
+    file attrs: encoder, weights_sha256, embed_dim, target_mpp, patch_size, input_size, pathattn_version, ...
+
+and, on request, CLAM's ``pt_files/{slide_id}.pt`` (a ``torch.save``'d (N, D) tensor). Readers accept
+CLAM ``.pt``/``.h5``, TRIDENT ``.h5`` and STAMP ``.h5`` (``feats``) files; bags without coordinates are
+valid (training does not need them; heatmaps do).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+import torch
+
+from pathattn.errors import PathattnError
+from pathattn.io.atomic import atomic_path
+from pathattn.io.coords import plain_attr
+from pathattn.io.slide import slide_id_of
+
+BagFormat = Literal["h5", "pt"]
+FEATURE_KEYS = ("features", "feats")  # pathattn / CLAM / TRIDENT, STAMP
+BAG_SUFFIXES = (".h5", ".hdf5", ".pt", ".pth")
+
+
+@dataclass
+class Bag:
+    """The features of one slide.
+
+    Args:
+        slide_id: the slide's id (the file name without suffix).
+        features: (N, D) float array.
+        coords: (N, 2) int64 level-0 top-left x, y, or None when the file has none.
+        attrs: file and dataset attributes (encoder, mpp, ...), empty for ``.pt`` files.
+    """
+
+    slide_id: str
+    features: np.ndarray
+    coords: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
+def _as_matrix(array: np.ndarray, path: Path) -> np.ndarray:
+    if array.ndim == 3 and array.shape[0] == 1:  # some tools save (1, N, D)
+        array = array[0]
+    if array.ndim != 2:
+        raise PathattnError(f"{path} holds features of shape {array.shape}; expected (patches, features)")
+    return array
+
+
+def _read_pt(path: Path) -> Bag:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
+        raise PathattnError(f"{path} is not a readable torch file ({type(err).__name__}); re-extract it") from None
+    if isinstance(obj, Mapping):
+        key = next((k for k in FEATURE_KEYS if k in obj), None)
+        if key is None:
+            raise PathattnError(f"{path} holds a dict without 'features'; expected a (N, D) tensor as CLAM saves")
+        coords = obj.get("coords")
+        obj, coords = obj[key], None if coords is None else np.asarray(coords, np.int64)
+        return Bag(slide_id_of(path), _as_matrix(np.asarray(obj), path), coords)
+    if not isinstance(obj, torch.Tensor):
+        raise PathattnError(f"{path} holds a {type(obj).__name__}; expected a (N, D) tensor as CLAM saves")
+    return Bag(slide_id_of(path), _as_matrix(obj.float().numpy() if obj.dtype == torch.bfloat16 else obj.numpy(), path))
+
+
+def _read_h5(path: Path) -> Bag:
+    try:
+        with h5py.File(path, "r") as f:
+            key = next((k for k in FEATURE_KEYS if k in f), None)
+            if key is None:
+                raise PathattnError(f"{path} has no 'features' dataset; pass a feature file ('pathattn extract')")
+            attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
+            attrs.update({k: plain_attr(v) for k, v in f[key].attrs.items() if k not in attrs})
+            features = _as_matrix(np.asarray(f[key][:]), path)
+            coords = None
+            if "coords" in f:
+                attrs["coords"] = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
+                coords = np.asarray(f["coords"][:])
+                if attrs.get("unit") == "um" or np.issubdtype(coords.dtype, np.floating):
+                    coords = None  # STAMP stores µm, not level-0 pixels: not usable without the slide's mpp
+                else:
+                    coords = coords.astype(np.int64).reshape(-1, 2)
+    except FileNotFoundError:
+        raise PathattnError(f"feature file not found: {path}") from None
+    except OSError as err:
+        raise PathattnError(f"{path} is not a readable HDF5 file ({err}); re-extract it") from None
+    if coords is not None and len(coords) != len(features):
+        raise PathattnError(f"{path} has {len(features)} feature rows but {len(coords)} coordinates")
+    return Bag(slide_id_of(path), features, coords, attrs)
+
+
+def read_bag(path: str | os.PathLike[str]) -> Bag:
+    """Read a feature file of pathattn, CLAM (``.h5``/``.pt``), TRIDENT or STAMP as a bag.
+
+    Raises:
+        PathattnError: missing, unreadable or malformed file.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".pt", ".pth"):
+        if not path.is_file():
+            raise PathattnError(f"feature file not found: {path}")
+        return _read_pt(path)
+    return _read_h5(path)
+
+
+def find_bags(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """Feature files in a folder by slide id: ``h5_files/`` (preferred), ``pt_files/``, or the folder itself."""
+    folder = Path(folder)
+    found: dict[str, Path] = {}
+    for sub in (folder / "pt_files", folder, folder / "h5_files"):  # later wins: h5 (with coords) over pt
+        if sub.is_dir():
+            found.update({slide_id_of(p): p for p in sorted(sub.iterdir()) if p.suffix.lower() in BAG_SUFFIXES})
+    return found
+
+
+def write_features(
+    path: str | os.PathLike[str],
+    features: np.ndarray,
+    coords: np.ndarray,
+    coords_attrs: Mapping[str, Any],
+    attrs: Mapping[str, Any],
+) -> None:
+    """Write a pathattn feature file atomically.
+
+    Args:
+        path: the ``.h5`` file.
+        features: (N, D) float32 or float16.
+        coords: (N, 2) int64 level-0 top-left x, y.
+        coords_attrs: attributes of the ``coords`` dataset (those of the tiling file).
+        attrs: file attributes (encoder, weights hash, ...); ``encoder`` and ``name`` also go on
+            ``features`` as TRIDENT does.
+    """
+    if len(features) != len(coords):
+        raise ValueError(f"{len(features)} feature rows for {len(coords)} coordinates")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        feats = f.create_dataset(
+            "features",
+            data=features,
+            chunks=(max(1, min(len(features), 1024)), features.shape[1]) if len(features) else None,
+        )
+        for key in ("encoder", "name"):
+            if key in attrs:
+                feats.attrs[key] = attrs[key]
+        dataset = f.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
+        for key, value in coords_attrs.items():
+            dataset.attrs[key] = value
+        for key, value in attrs.items():
+            f.attrs[key] = value
+
+
+def write_clam_pt(path: str | os.PathLike[str], features: np.ndarray) -> None:
+    """Write features as CLAM's ``pt_files/{slide_id}.pt``: a (N, D) tensor, atomically."""
+    with atomic_path(path) as tmp:
+        torch.save(torch.from_numpy(np.ascontiguousarray(features)), tmp)
