@@ -24,7 +24,8 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
     p.add_argument("--samples", type=str | None, default=None,
                    help="sample sheet whose slide_path column overrides the slide paths of tiling")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader processes reading patches (0: main process)")
+    p.add_argument("--workers", type=int | None, default=None,
+                   help="patch-reading processes (0: main process; default: 1 on CPU, up to 8 with a GPU)")  # fmt: skip
     p.add_argument("--device", type=str, default="auto", help="auto (CUDA when available), cpu or cuda[:i]")
     p.add_argument("--precision", type=str, default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision of the forward pass")  # fmt: skip
@@ -42,7 +43,7 @@ def _job(cfg: Namespace):  # noqa: ANN202
 
     if cfg.batch_size < 1:
         raise PathattnError("--batch-size must be at least 1")
-    if cfg.workers < 0:
+    if cfg.workers is not None and cfg.workers < 0:
         raise PathattnError("--workers must be 0 (read in the main process) or more")
     return ExtractJob(
         Path(cfg.out), cfg.batch_size, cfg.workers, cfg.device, cfg.precision, cfg.dtype, cfg.clam_pt, cfg.compile,

@@ -13,6 +13,8 @@ stages overlap.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +62,8 @@ class ExtractJob:
     Args:
         out: the run folder.
         batch_size: patches per forward pass.
-        workers: DataLoader worker processes reading patches (0 reads in the main process).
+        workers: DataLoader worker processes reading patches (0 reads in the main process; None: one on
+            the CPU, where the model needs the cores, and up to 8 beside a GPU).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda[:i]``.
         precision: autocast precision of the forward pass.
         dtype: storage type of the features.
@@ -71,7 +74,7 @@ class ExtractJob:
 
     out: Path
     batch_size: int = 64
-    workers: int = 2
+    workers: int | None = None
     device: str = "auto"
     precision: Precision = "fp32"
     dtype: FeatureDtype = "float32"
@@ -100,6 +103,13 @@ def resolve_device(device: str) -> torch.device:
         return torch.device(device)
     except RuntimeError:
         raise PathattnError(f"--device {device} is not a device; use auto, cpu or cuda") from None
+
+
+def resolve_workers(workers: int | None, device: torch.device) -> int:
+    """The number of reading processes: as asked, else 1 on the CPU and up to 8 (cores - 1) beside a GPU."""
+    if workers is not None:
+        return workers
+    return 1 if device.type == "cpu" else max(1, min(8, (os.cpu_count() or 2) - 1))
 
 
 def find_coords(folder: str | Path) -> list[Path]:
@@ -283,6 +293,19 @@ def extract_batch(
     return [results[p.stem] for p in coords_files if p.stem in results]
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Clean worker processes: OpenSlide, OpenCV's and OpenMP's thread pools are not fork-safe.
+
+    A fork server (started once per program, with the reading modules preloaded) gives clean workers that
+    start fast; where there is none (Windows), spawn.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pathattn.extract.data"])
+    return context
+
+
 def _embed_all(
     sources: list[SlidePatches],
     pending: list[_Pending],
@@ -293,15 +316,15 @@ def _embed_all(
 ) -> None:
     """Run the DataLoader over every pending slide, writing each slide as soon as it is complete."""
     embed = _Embedder(encoder, job)
+    workers = resolve_workers(job.workers, embed.device)
     loader = DataLoader(
         PatchDataset(sources, encoder.input_size),
         batch_size=job.batch_size,
-        num_workers=job.workers,
+        num_workers=workers,
         pin_memory=embed.device.type == "cuda",
-        worker_init_fn=worker_init if job.workers else None,
-        prefetch_factor=4 if job.workers else None,
-        # fresh worker processes: OpenSlide, OpenCV's and OpenMP's thread pools are not fork-safe
-        multiprocessing_context="spawn" if job.workers else None,
+        worker_init_fn=worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+        multiprocessing_context=_worker_context() if workers else None,
     )
     for slide_index, patch_index, images, errors in loader:
         features = embed(images)
