@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 
 from pathattn.extract.encoders import create_encoder
-from pathattn.extract.run import ExtractJob, _Embedder, extract_batch, find_coords
+from pathattn.extract.run import Embedder, ExtractJob, extract_batch, find_coords
 from pathattn.io.samples import read_sample_sheet
 from pathattn.synth.cohort import generate_cohort
 from pathattn.tile.run import TileJob, tile_batch
 
 
-def model_only(embed: _Embedder, batch_size: int, input_size: tuple[int, int], patches: int) -> float:
+def model_only(embed: Embedder, batch_size: int, input_size: tuple[int, int], patches: int) -> float:
     """Patches/s of the forward pass alone on random uint8 batches already on the device."""
     images = torch.randint(0, 256, (batch_size, 3, *input_size), dtype=torch.uint8, device=embed.device)
     embed(images)  # warm-up
@@ -60,7 +60,7 @@ def main() -> None:
         files = find_coords(tiles.out)
         encoder = create_encoder(args.encoder)
         job = ExtractJob(Path(tmp) / "feats", args.batch_size, args.workers, args.device, args.precision)
-        embed = _Embedder(encoder, job)
+        embed = Embedder(encoder, job)
         seen: list[tuple[float, int]] = []  # (time, patches done) after each batch
         start = time.perf_counter()
         results = extract_batch(files, encoder, job, on_patches=lambda n: seen.append((time.perf_counter(), n)))

@@ -171,7 +171,7 @@ def _features_match(path: Path, encoder: Encoder) -> bool:
     return attrs.get("encoder") == encoder.name and attrs.get("weights_sha256") == encoder.weights_sha256
 
 
-class _Embedder:
+class Embedder:
     """The encoder on its device: uint8 batches in, float32 features out."""
 
     def __init__(self, encoder: Encoder, job: ExtractJob) -> None:
@@ -315,7 +315,7 @@ def _embed_all(
     on_patches: Callable[[int], None] | None,
 ) -> None:
     """Run the DataLoader over every pending slide, writing each slide as soon as it is complete."""
-    embed = _Embedder(encoder, job)
+    embed = Embedder(encoder, job)
     workers = resolve_workers(job.workers, embed.device)
     loader = DataLoader(
         PatchDataset(sources, encoder.input_size),

@@ -9,7 +9,7 @@ import torch
 from pathattn.cli.main import main
 from pathattn.errors import PathattnError
 from pathattn.extract.encoders import create_encoder
-from pathattn.extract.run import ExtractJob, extract_batch, find_coords
+from pathattn.extract.run import Embedder, ExtractJob, extract_batch, find_coords, resolve_device, resolve_workers
 from pathattn.io.bags import read_bag
 from pathattn.io.coords import read_coords
 from pathattn.io.samples import SlideEntry
@@ -123,3 +123,21 @@ def test_cli(tiled, tmp_path, capsys):
     assert main([*args, "--encoder", "test_resnet", "--batch-size", "0"]) == 2
     assert main(["extract", "--coords", str(tmp_path / "none"), "--out", str(out)]) == 2
     assert "--coords folder not found" in capsys.readouterr().err
+
+
+def test_compiled_encoder_gives_the_same_features(tmp_path):
+    enc = encoder()
+    images = torch.randint(0, 256, (4, 3, *enc.input_size), dtype=torch.uint8)
+    eager = Embedder(enc, ExtractJob(tmp_path, device="cpu"))(images)
+    compiled = Embedder(enc, ExtractJob(tmp_path, device="cpu", compile=True))(images)
+    np.testing.assert_allclose(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_devices_and_workers():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_workers(None, torch.device("cpu")) == 1 and resolve_workers(3, torch.device("cpu")) == 3
+    if not torch.cuda.is_available():
+        with pytest.raises(PathattnError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(PathattnError, match="not a device"):
+        resolve_device("tpu9")
