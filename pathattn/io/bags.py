@@ -118,6 +118,22 @@ def read_bag(path: str | os.PathLike[str]) -> Bag:
     return _read_h5(path)
 
 
+def bag_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(N, D) of a feature file, without reading the features of an HDF5 file."""
+    path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        try:
+            with h5py.File(path, "r") as f:
+                key = next((k for k in FEATURE_KEYS if k in f), None)
+                if key is not None:
+                    shape = f[key].shape
+                    return (shape[-2], shape[-1]) if len(shape) >= 2 else (0, 0)
+        except OSError:
+            pass  # read_bag gives the error message
+    n, d = read_bag(path).features.shape
+    return n, d
+
+
 def find_bags(folder: str | os.PathLike[str]) -> dict[str, Path]:
     """Feature files in a folder by slide id: ``h5_files/`` (preferred), ``pt_files/``, or the folder itself."""
     folder = Path(folder)

@@ -60,6 +60,31 @@ def _sniff_delimiter(path: Path, header: str) -> str:
     return "\t" if path.suffix.lower() in (".tsv", ".tab") or header.count("\t") > header.count(",") else ","
 
 
+def read_table(path: str | os.PathLike[str], required: Iterable[str] = ()) -> list[dict[str, str]]:
+    """The rows of a CSV or TSV file (the delimiter is detected), values stripped of spaces.
+
+    Args:
+        path: the file.
+        required: columns that must be present.
+
+    Raises:
+        PathattnError: the file is missing, empty, or lacks a required column.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, IsADirectoryError):
+        raise PathattnError(f"--samples file not found: {path}") from None
+    reader = csv.DictReader(text.splitlines(), delimiter=_sniff_delimiter(path, text.partition("\n")[0]))
+    rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    if not rows:
+        raise PathattnError(f"--samples {path} has no rows; it needs a header line and one line per slide")
+    missing = [c for c in required if c not in rows[0]]
+    if missing:
+        raise PathattnError(f"--samples {path} lacks the column(s) {', '.join(missing)}; add them to the header")
+    return rows
+
+
 def read_sample_sheet(path: str | os.PathLike[str]) -> list[SlideEntry]:
     """Slides listed in a CSV or TSV sample sheet.
 
@@ -67,26 +92,22 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> list[SlideEntry]:
         PathattnError: the sheet is missing, lacks a ``slide_path`` column, or has a bad ``mpp`` value.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (FileNotFoundError, IsADirectoryError):
-        raise PathattnError(f"--samples file not found: {path}") from None
-    rows = list(csv.DictReader(text.splitlines(), delimiter=_sniff_delimiter(path, text.partition("\n")[0])))
-    columns = rows[0].keys() if rows else []
+    rows = read_table(path)
+    columns = rows[0].keys()
     path_column = next((c for c in PATH_COLUMNS if c in columns), None)
     if path_column is None:
         raise PathattnError(f"--samples {path} needs a 'slide_path' column (the slide file of each row)")
     entries = []
     for line, row in enumerate(rows, start=2):
-        slide_path = Path(row[path_column].strip())
+        slide_path = Path(row[path_column])
         slide_path = slide_path if slide_path.is_absolute() else path.parent / slide_path
-        mpp = (row.get("mpp") or "").strip()
+        mpp = row.get("mpp", "")
         try:
             mpp_value = float(mpp) if mpp else None
         except ValueError:
             raise PathattnError(f"--samples {path} line {line}: mpp '{mpp}' is not a number") from None
-        slide_id = (row.get("slide_id") or "").strip() or slide_id_of(slide_path)
-        extra = {k: v for k, v in row.items() if k not in ("slide_id", path_column, "mpp") and k is not None}
+        slide_id = row.get("slide_id") or slide_id_of(slide_path)
+        extra = {k: v for k, v in row.items() if k not in ("slide_id", path_column, "mpp")}
         entries.append(SlideEntry(slide_id, slide_path, mpp_value, extra))
     return check_unique(entries)
 

@@ -1,0 +1,1 @@
+"""Stage ``train``: attention-MIL on slide-level labels (and survival), with Lightning."""

@@ -1,0 +1,247 @@
+"""Bags for training: the sample sheet's targets joined to feature files, batched with a padding mask.
+
+A batch of B bags of different sizes is padded to the largest: ``features (B, N_max, D)`` and
+``mask (B, N_max)`` (True for real instances). Every MIL model of pathattn accepts the mask, so padding
+never changes a prediction. Random instance subsampling (training only) caps the bag size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from pathattn.errors import PathattnError
+from pathattn.io.bags import bag_shape, find_bags, read_bag
+from pathattn.io.samples import read_table
+
+Task = Literal["classification", "survival"]
+REQUIRED = {
+    "classification": ("slide_id", "patient_id", "label"),
+    "survival": ("slide_id", "patient_id", "time", "event"),
+}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One slide of the training table.
+
+    Args:
+        slide_id: the slide.
+        patient_id: its patient (splits never separate a patient's slides).
+        label: class index (classification), else -1.
+        time: follow-up time (survival), else nan.
+        event: 1 when the event was observed, 0 when censored (survival), else -1.
+    """
+
+    slide_id: str
+    patient_id: str
+    label: int = -1
+    time: float = math.nan
+    event: int = -1
+
+
+def _number(row: Mapping[str, str], column: str, path: Path, kind: type) -> float:
+    try:
+        value = kind(float(row[column])) if kind is int else float(row[column])
+    except ValueError:
+        raise PathattnError(
+            f"--samples {path}: slide {row.get('slide_id', '?')} has {column} '{row[column]}', not a number"
+        ) from None
+    if kind is float and not math.isfinite(value):
+        raise PathattnError(f"--samples {path}: slide {row.get('slide_id', '?')} has a non-finite {column}")
+    return value
+
+
+def read_samples(path: str | Path, task: Task, classes: Sequence[str] | None = None) -> tuple[list[Sample], list[str]]:
+    """The training table of a sample sheet.
+
+    Classification labels may be any strings or numbers; they are mapped to class indices in sorted order
+    (or the order of ``classes``). Survival needs ``time`` (> 0) and ``event`` (0 or 1).
+
+    Args:
+        path: the sample sheet (CSV/TSV).
+        task: which columns are needed.
+        classes: class names in index order (default: the sorted distinct labels).
+
+    Returns:
+        The samples and the class names (empty for survival).
+
+    Raises:
+        PathattnError: missing columns, bad values, duplicate slide ids, unknown labels.
+    """
+    path = Path(path)
+    rows = read_table(path, REQUIRED[task])
+    seen: set[str] = set()
+    for row in rows:
+        if not row["slide_id"] or not row["patient_id"]:
+            raise PathattnError(f"--samples {path} has a row without slide_id or patient_id: {row}")
+        if row["slide_id"] in seen:
+            raise PathattnError(f"--samples {path} lists slide '{row['slide_id']}' twice; slide ids must be unique")
+        seen.add(row["slide_id"])
+    if task == "survival":
+        samples = []
+        for row in rows:
+            time, event = _number(row, "time", path, float), _number(row, "event", path, int)
+            if time <= 0 or event not in (0, 1):
+                raise PathattnError(
+                    f"--samples {path}: slide {row['slide_id']} needs time > 0 and event 0 or 1 "
+                    f"(has {row['time']}, {row['event']})"
+                )
+            samples.append(Sample(row["slide_id"], row["patient_id"], time=time, event=int(event)))
+        return samples, []
+    names = list(classes) if classes else sorted({row["label"] for row in rows}, key=_label_order)
+    index = {name: i for i, name in enumerate(names)}
+    unknown = sorted({row["label"] for row in rows} - set(index))
+    if unknown:
+        raise PathattnError(f"--samples {path} has labels {unknown} that are not among the classes {names}")
+    return [Sample(r["slide_id"], r["patient_id"], label=index[r["label"]]) for r in rows], names
+
+
+def _label_order(label: str) -> tuple[int, float | str]:
+    """Numbers in numeric order before other strings."""
+    try:
+        return (0, float(label))
+    except ValueError:
+        return (1, label)
+
+
+def match_features(
+    samples: Sequence[Sample], features: str | Path, skip_missing: bool = False
+) -> tuple[list[Sample], dict[str, Path]]:
+    """The feature file of every sample.
+
+    Args:
+        samples: the training table.
+        features: a folder of feature files (``pathattn extract`` output, CLAM ``h5_files``/``pt_files``, ...).
+        skip_missing: drop samples without a feature file instead of failing.
+
+    Returns:
+        The samples that have features, and slide id → feature file.
+
+    Raises:
+        PathattnError: the folder has none of the slides, or some are missing without ``skip_missing``.
+    """
+    folder = Path(features)
+    if not folder.is_dir():
+        raise PathattnError(f"--features folder not found: {folder}; pass the output folder of 'pathattn extract'")
+    found = find_bags(folder)
+    missing = [s.slide_id for s in samples if s.slide_id not in found]
+    if missing and (not skip_missing or len(missing) == len(samples)):
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        hint = "" if len(missing) == len(samples) else "; extract them or pass --skip-missing"
+        raise PathattnError(f"{len(missing)} slides have no feature file in {folder}: {shown}{hint}")
+    kept = [s for s in samples if s.slide_id in found]
+    return kept, {s.slide_id: found[s.slide_id] for s in kept}
+
+
+def load_features(path: Path, expected_dim: int | None = None) -> np.ndarray:
+    """The (N, D) float32 features of a bag, checked for NaN/Inf and for the feature size.
+
+    Raises:
+        PathattnError: non-finite values, or D differs from ``expected_dim``.
+    """
+    features = np.asarray(read_bag(path).features, np.float32)
+    if not np.isfinite(features).all():
+        bad = int((~np.isfinite(features)).any(axis=1).sum())
+        raise PathattnError(f"{path} has NaN or Inf features in {bad} patches; re-extract the slide")
+    if expected_dim is not None and features.shape[1] != expected_dim:
+        raise PathattnError(
+            f"{path} has {features.shape[1]}-d features but the other slides have {expected_dim}-d; "
+            "extract every slide with the same encoder"
+        )
+    return features
+
+
+class BagDataset(Dataset):
+    """Bags of features with their targets.
+
+    Args:
+        samples: the slides.
+        paths: slide id → feature file.
+        embed_dim: the expected feature size D (checked on load).
+        max_instances: training-time cap; a larger bag is subsampled at random (without replacement) each
+            time it is drawn. None keeps every instance.
+        cache: keep loaded bags in memory (for cohorts that fit).
+
+    Items:
+        dict with ``features`` (N, D) float32, ``label`` int, ``time`` float, ``event`` int, ``index`` int.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        paths: Mapping[str, Path],
+        embed_dim: int,
+        max_instances: int | None = None,
+        cache: bool = True,
+    ) -> None:
+        self.samples = list(samples)
+        self.paths = dict(paths)
+        self.embed_dim = embed_dim
+        self.max_instances = max_instances
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _features(self, index: int) -> np.ndarray:
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        features = load_features(self.paths[self.samples[index].slide_id], self.embed_dim)
+        if self._cache is not None:
+            self._cache[index] = features
+        return features
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        features = torch.from_numpy(self._features(index))
+        if self.max_instances is not None and len(features) > self.max_instances:
+            features = features[torch.randperm(len(features))[: self.max_instances]]
+        sample = self.samples[index]
+        return {"features": features, "label": sample.label, "time": sample.time, "event": sample.event, "index": index}
+
+
+def collate_bags(items: Sequence[Mapping[str, object]]) -> dict[str, torch.Tensor]:
+    """Pad bags to the largest one.
+
+    Returns:
+        ``features`` (B, N_max, D) float32, ``mask`` (B, N_max) bool (True for real instances), ``label`` (B,)
+        long, ``time`` (B,) float, ``event`` (B,) long, ``index`` (B,) long.
+    """
+    bags = [item["features"] for item in items]
+    sizes = [len(b) for b in bags]
+    dim = bags[0].shape[1]
+    features = torch.zeros(len(bags), max(max(sizes), 1), dim, dtype=torch.float32)
+    mask = torch.zeros(len(bags), max(max(sizes), 1), dtype=torch.bool)
+    for i, (bag, n) in enumerate(zip(bags, sizes, strict=True)):
+        features[i, :n] = bag
+        mask[i, :n] = True
+    return {
+        "features": features,
+        "mask": mask,
+        "label": torch.tensor([item["label"] for item in items], dtype=torch.long),
+        "time": torch.tensor([item["time"] for item in items], dtype=torch.float32),
+        "event": torch.tensor([item["event"] for item in items], dtype=torch.long),
+        "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
+    }
+
+
+def feature_dim(paths: Mapping[str, Path]) -> int:
+    """The feature size D shared by every bag (read from each file).
+
+    Raises:
+        PathattnError: the bags do not all have the same D (naming one of each size).
+    """
+    dims: dict[int, str] = {}
+    for slide_id, path in paths.items():
+        dims.setdefault(bag_shape(path)[1], slide_id)
+    if len(dims) > 1:
+        listed = ", ".join(f"{d}-d ({slide})" for d, slide in dims.items())
+        raise PathattnError(f"feature sizes differ between slides: {listed}; extract every slide with one encoder")
+    return next(iter(dims))
