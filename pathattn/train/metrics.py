@@ -1,0 +1,385 @@
+"""Evaluation metrics of the ``train`` stage: classification, survival, bootstrap CIs, fold summaries.
+
+Pure functions on numpy arrays that return plain Python floats, ready for ``RUN/metrics.json``.
+Metric names are stable strings: ``auroc``, ``auprc``, ``balanced_accuracy``, ``macro_f1``,
+``accuracy`` and ``c_index``. A metric that is undefined on the data it is given (AUROC when
+``y_true`` holds one class, a C-index without a comparable pair) is ``nan``, never an exception, so
+that :func:`bootstrap_metrics` can skip such resamples and count them. :func:`to_json_safe` turns
+``nan`` into ``null`` before writing JSON.
+
+References:
+    Harrell, Lee & Mark (1996), "Multivariable prognostic models", Statistics in Medicine 15:361-387
+    (the concordance index). Efron & Tibshirani (1993), "An Introduction to the Bootstrap", ch. 13
+    (percentile intervals).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    f1_score,
+    roc_auc_score,
+)
+
+CLASSIFICATION_METRICS = ("auroc", "auprc", "balanced_accuracy", "macro_f1", "accuracy")
+SURVIVAL_METRICS = ("c_index",)
+_PAIR_BUDGET = 4_000_000  # comparable-pair matrix entries per chunk of the C-index
+
+
+def _as_probs(y_true: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true).reshape(-1)
+    p = np.asarray(probs, dtype=np.float64)
+    if p.ndim == 1:  # binary: probability of the positive class
+        p = np.stack([1.0 - p, p], axis=1)
+    if p.ndim != 2 or p.shape[0] != y.shape[0] or p.shape[1] < 2:
+        raise ValueError(f"probs must have shape (N, C>=2) with N={y.shape[0]}; got {p.shape}")
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError("y_true must hold integer class indices")
+        y = y.astype(np.int64)
+    if y.size and (y.min() < 0 or y.max() >= p.shape[1]):
+        raise ValueError(f"y_true must lie in [0, {p.shape[1]}); got values {np.unique(y).tolist()}")
+    return y, p
+
+
+def _one_vs_rest(score: Callable[..., float], y: np.ndarray, p: np.ndarray) -> float:
+    """Macro average of ``score(y == c, p[:, c])`` over the classes c present in ``y`` (nan if < 2)."""
+    present = np.unique(y)
+    if present.size < 2:
+        return math.nan
+    if p.shape[1] == 2:
+        return float(score(y == 1, p[:, 1]))
+    return float(np.mean([score(y == c, p[:, c]) for c in present]))
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, float]:
+    """Slide- or patient-level classification metrics with explicit averaging.
+
+    * ``auroc``: binary (C = 2): area under the ROC curve of the positive class (column 1).
+      Multi-class: macro average of the one-vs-rest AUROCs (class c against the rest, scored by
+      ``probs[:, c]``) over the classes present in ``y_true``; with every class present this equals
+      ``roc_auc_score(y, probs, multi_class="ovr", average="macro")``. ``nan`` if ``y_true`` holds a
+      single class.
+    * ``auprc``: average precision (step-wise area under the precision-recall curve), of the positive
+      class for C = 2, else the macro average of the one-vs-rest APs over the classes present in
+      ``y_true``. ``nan`` if ``y_true`` holds a single class.
+    * ``balanced_accuracy``: mean recall over the classes present in ``y_true``.
+    * ``macro_f1``: unweighted mean of the per-class F1 over the classes present in ``y_true`` or in
+      the predictions (a class predicted but absent, or present but never predicted, scores 0).
+    * ``accuracy``: fraction of correct predictions.
+
+    Predictions are ``argmax(probs, axis=1)`` (ties go to the lowest class index).
+
+    Args:
+        y_true: class indices, shape (N,), in [0, C).
+        probs: class probabilities, shape (N, C); shape (N,) is read as P(class 1) of a binary task.
+
+    Returns:
+        ``{"auroc", "auprc", "balanced_accuracy", "macro_f1", "accuracy"}`` as Python floats.
+
+    Raises:
+        ValueError: shapes disagree or labels are outside [0, C).
+    """
+    y, p = _as_probs(y_true, probs)
+    if y.size == 0:
+        return dict.fromkeys(CLASSIFICATION_METRICS, math.nan)
+    pred = p.argmax(axis=1)
+    with warnings.catch_warnings():
+        # balanced accuracy warns when a predicted class is absent from y_true; that is the documented case
+        warnings.simplefilter("ignore", UserWarning)
+        return {
+            "auroc": _one_vs_rest(roc_auc_score, y, p),
+            "auprc": _one_vs_rest(average_precision_score, y, p),
+            "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+            "macro_f1": float(f1_score(y, pred, average="macro", zero_division=0)),
+            "accuracy": float(accuracy_score(y, pred)),
+        }
+
+
+def _survival_arrays(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, ...]:
+    t = np.asarray(time, dtype=np.float64).reshape(-1)
+    e = np.asarray(event).reshape(-1)
+    r = np.asarray(risk, dtype=np.float64).reshape(-1)
+    if not t.shape == e.shape == r.shape:
+        raise ValueError(f"time, event and risk need one value per sample; got {t.shape}, {e.shape}, {r.shape}")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(r))):
+        raise ValueError("time and risk must be finite")
+    if not np.all(np.isin(e, (0, 1))):
+        raise ValueError(f"event must hold 0 (censored) or 1 (event); got {np.unique(e).tolist()}")
+    return t, e.astype(bool), r
+
+
+def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[float, int]:
+    """Concordant pairs (tied risks count 0.5) and comparable pairs of Harrell's C-index.
+
+    A pair (i, j) is comparable when i has an event and ``time[i] < time[j]``, or when the times are
+    equal, i has an event and j is censored (j is taken to outlive i, as in lifelines and
+    scikit-survival). Two events at the same time are not comparable. A comparable pair is concordant
+    when ``risk[i] > risk[j]`` and counts 0.5 when the risks are equal.
+
+    Vectorised in numpy: the comparability matrix is built for chunks of events, O(N²) time and
+    O(N) extra memory per chunk row.
+
+    Args:
+        time: event or censoring time, shape (N,).
+        event: 1 = event observed, 0 = censored, shape (N,).
+        risk: predicted risk, shape (N,); higher risk = shorter expected survival.
+
+    Returns:
+        ``(concordant, comparable)``.
+    """
+    t, e, r = _survival_arrays(time, event, risk)
+    events = np.flatnonzero(e)
+    chunk = max(1, _PAIR_BUDGET // max(1, t.size))
+    concordant, comparable = 0.0, 0
+    for start in range(0, events.size, chunk):
+        i = events[start : start + chunk]
+        ti, ri = t[i, None], r[i, None]
+        usable = (t[None, :] > ti) | ((t[None, :] == ti) & ~e[None, :])
+        concordant += np.count_nonzero(usable & (ri > r[None, :])) + 0.5 * np.count_nonzero(usable & (ri == r[None, :]))
+        comparable += int(np.count_nonzero(usable))
+    return float(concordant), comparable
+
+
+def harrell_c_index(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
+    """Harrell's concordance index of a risk score (Harrell et al. 1996).
+
+    The fraction of comparable pairs whose order of risk agrees with their order of survival; tied
+    risks count 0.5 (see :func:`concordance_counts` for which pairs are comparable). 0.5 is random,
+    1.0 perfect.
+
+    Args:
+        time: event or censoring time, shape (N,).
+        event: 1 = event observed, 0 = censored, shape (N,).
+        risk: predicted risk, shape (N,); higher risk = shorter expected survival.
+
+    Returns:
+        The C-index, ``nan`` when no pair is comparable (e.g. no event).
+    """
+    concordant, comparable = concordance_counts(time, event, risk)
+    return concordant / comparable if comparable else math.nan
+
+
+def survival_metrics(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> dict[str, float]:
+    """Survival metrics of a risk score: ``{"c_index"}`` (Harrell's, see :func:`harrell_c_index`).
+
+    Args:
+        time: event or censoring time, shape (N,).
+        event: 1 = event observed, 0 = censored, shape (N,).
+        risk: predicted risk, shape (N,); higher risk = shorter expected survival.
+    """
+    return {"c_index": harrell_c_index(time, event, risk)}
+
+
+class BootstrapCI(tuple):
+    """``(estimate, low, high)`` of a percentile bootstrap, with the resample counts as attributes.
+
+    Unpacks as a 3-tuple; ``n_boot`` is the number of resamples drawn and ``n_skipped`` the number
+    where the metric was undefined (``nan``) and left out of the interval.
+    """
+
+    n_boot: int
+    n_skipped: int
+
+    def __new__(cls, estimate: float, low: float, high: float, n_boot: int, n_skipped: int) -> BootstrapCI:
+        self = super().__new__(cls, (float(estimate), float(low), float(high)))
+        self.n_boot, self.n_skipped = int(n_boot), int(n_skipped)
+        return self
+
+    @property
+    def estimate(self) -> float:
+        """The metric on the full data."""
+        return self[0]
+
+    @property
+    def low(self) -> float:
+        """Lower bound of the interval."""
+        return self[1]
+
+    @property
+    def high(self) -> float:
+        """Upper bound of the interval."""
+        return self[2]
+
+    def __repr__(self) -> str:
+        interval = f"{self[0]:.4g}, [{self[1]:.4g}, {self[2]:.4g}]"
+        return f"BootstrapCI({interval}, n_boot={self.n_boot}, skipped={self.n_skipped})"
+
+
+def resample_indices(n: int, n_boot: int, seed: int, stratify: np.ndarray | None = None) -> np.ndarray:
+    """Row indices of ``n_boot`` bootstrap resamples, drawn with replacement.
+
+    Args:
+        n: number of rows.
+        n_boot: number of resamples.
+        seed: seed of ``numpy.random.default_rng``.
+        stratify: optional group of each row, shape (N,); each group is resampled within itself, so
+            every resample keeps the group sizes (e.g. the class counts).
+
+    Returns:
+        Indices, shape (n_boot, N).
+    """
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    groups = np.asarray(stratify).reshape(-1)
+    if groups.size != n:
+        raise ValueError(f"stratify needs one value per row ({n}); got {groups.size}")
+    parts = []
+    for value in np.unique(groups):
+        members = np.flatnonzero(groups == value)
+        parts.append(members[rng.integers(0, members.size, size=(n_boot, members.size))])
+    return np.concatenate(parts, axis=1)
+
+
+def bootstrap_metrics(
+    metrics_fn: Callable[..., Mapping[str, float]],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    stratify: np.ndarray | None = None,
+) -> dict[str, BootstrapCI]:
+    """Percentile bootstrap intervals of several metrics computed on the same resamples.
+
+    Rows (the first axis of every array) are resampled with replacement; the estimate is the metric
+    on the full data and the interval the ``alpha/2`` and ``1 - alpha/2`` quantiles of the resampled
+    values. A resample where a metric is ``nan`` (or where ``metrics_fn`` raises ``ValueError``) is
+    skipped for that metric and counted in ``n_skipped``; with every resample skipped the bounds are
+    ``nan``.
+
+    Args:
+        metrics_fn: ``metrics_fn(*arrays) -> {name: value}``, e.g. :func:`classification_metrics`.
+        *arrays: the inputs of ``metrics_fn``, each with N rows.
+        n_boot: number of resamples.
+        seed: random seed; the same seed gives the same intervals.
+        alpha: 1 - confidence level (0.05 for 95 % intervals).
+        stratify: optional group of each row, shape (N,), resampled within groups (pass ``y_true``
+            to keep the class counts of every resample).
+
+    Returns:
+        ``{name: BootstrapCI}`` for every metric of ``metrics_fn``.
+    """
+    if not arrays:
+        raise ValueError("bootstrap needs at least one array")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1); got {alpha}")
+    data = [np.asarray(a) for a in arrays]
+    n = data[0].shape[0]
+    if any(a.shape[0] != n for a in data):
+        raise ValueError(f"all arrays need the same number of rows; got {[a.shape[0] for a in data]}")
+    estimate = {name: float(value) for name, value in metrics_fn(*data).items()}
+    values: dict[str, list[float]] = {name: [] for name in estimate}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # undefined resamples are counted, not warned about one by one
+        for index in resample_indices(n, n_boot, seed, stratify):
+            try:
+                result = metrics_fn(*(a[index] for a in data))
+            except ValueError:
+                continue
+            for name in values:
+                value = float(result.get(name, math.nan))
+                if math.isfinite(value):
+                    values[name].append(value)
+    out = {}
+    for name, sample in values.items():
+        low, high = np.quantile(sample, [alpha / 2, 1 - alpha / 2]) if sample else (math.nan, math.nan)
+        out[name] = BootstrapCI(estimate[name], low, high, n_boot, n_boot - len(sample))
+    return out
+
+
+def bootstrap_ci(
+    metric_fn: Callable[..., float],
+    *arrays: np.ndarray,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    stratify: np.ndarray | None = None,
+) -> BootstrapCI:
+    """Percentile bootstrap interval of one metric: ``(estimate, low, high)``.
+
+    Same resampling and skipping rules as :func:`bootstrap_metrics`.
+
+    Args:
+        metric_fn: ``metric_fn(*arrays) -> float``, e.g. :func:`harrell_c_index`.
+        *arrays: the inputs of ``metric_fn``, each with N rows.
+        n_boot: number of resamples.
+        seed: random seed.
+        alpha: 1 - confidence level.
+        stratify: optional group of each row, shape (N,), resampled within groups.
+
+    Returns:
+        A :class:`BootstrapCI`; ``.n_skipped`` counts the resamples where the metric was undefined.
+
+    Example:
+        >>> est, low, high = bootstrap_ci(harrell_c_index, time, event, risk, n_boot=1000)
+    """
+    result = bootstrap_metrics(
+        lambda *a: {"metric": metric_fn(*a)}, *arrays, n_boot=n_boot, seed=seed, alpha=alpha, stratify=stratify
+    )
+    return result["metric"]
+
+
+def with_ci(cis: Mapping[str, BootstrapCI]) -> dict[str, float]:
+    """Flatten intervals into ``{name, name_ci_low, name_ci_high}`` floats (one metrics.json row).
+
+    Args:
+        cis: the output of :func:`bootstrap_metrics`.
+    """
+    flat: dict[str, float] = {}
+    for name, ci in cis.items():
+        flat.update({name: ci.estimate, f"{name}_ci_low": ci.low, f"{name}_ci_high": ci.high})
+    return flat
+
+
+def summarize_folds(per_fold: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and standard deviation of every metric across folds.
+
+    The standard deviation is the sample one (``ddof=1``), as usual for K-fold results; it is ``nan``
+    with fewer than two values. Folds where a metric is ``nan`` or missing are left out of that
+    metric, and ``n`` says how many folds were used.
+
+    Args:
+        per_fold: one ``{name: value}`` per fold.
+
+    Returns:
+        ``{name: {"mean", "std", "n"}}`` in the order the names first appear.
+    """
+    names = list(dict.fromkeys(name for fold in per_fold for name in fold))
+    summary = {}
+    for name in names:
+        values = [float(fold[name]) for fold in per_fold if name in fold and fold[name] is not None]
+        values = [v for v in values if math.isfinite(v)]
+        mean = float(np.mean(values)) if values else math.nan
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
+        summary[name] = {"mean": mean, "std": std, "n": len(values)}
+    return summary
+
+
+def to_json_safe(value: Any) -> Any:
+    """A copy of ``value`` with numpy scalars made Python numbers and non-finite floats ``None``.
+
+    ``json.dumps`` writes ``nan`` as ``NaN``, which strict JSON readers reject; use this before writing
+    ``metrics.json``.
+    """
+    if isinstance(value, Mapping):
+        return {str(k): to_json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value

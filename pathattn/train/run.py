@@ -1,0 +1,268 @@
+"""Patient-level K-fold cross-validation of a MIL model: one Lightning run per fold, out-of-fold predictions.
+
+Outputs under ``RUN``::
+
+    RUN/splits.json            the folds (reusable with ``splits=``), checked for patient leakage
+    RUN/fold_{k}/              checkpoints (best on the validation metric, and last), CSV and TensorBoard logs
+    RUN/predictions.csv        the out-of-fold prediction of every slide (its fold's test set)
+    RUN/metrics.json           every metric per fold with a bootstrap 95% CI, and their mean and std
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch.utils.data import DataLoader
+
+from pathattn.errors import PathattnError
+from pathattn.io.atomic import write_text_atomic
+from pathattn.registry import create_model
+from pathattn.train.data import BagDataset, Sample, Task, collate_bags, feature_dim, match_features, read_samples
+from pathattn.train.metrics import (
+    bootstrap_metrics,
+    classification_metrics,
+    summarize_folds,
+    survival_metrics,
+    to_json_safe,
+    with_ci,
+)
+from pathattn.train.splits import Fold, check_labels, load_splits, make_splits, patient_labels, save_splits
+from pathattn.train.survival import assign_bins, discretize_times
+from pathattn.train.system import MILSystem, SurvivalLoss
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A cross-validated training run.
+
+    Args:
+        samples: sample sheet: slide_id, patient_id, and label (classification) or time, event (survival).
+        features: folder of feature files (``pathattn extract`` output, CLAM or TRIDENT features).
+        out: the run folder.
+        task: ``classification`` or ``survival``.
+        model: a registered MIL model (``pathattn.registry.list_models(family="mil")``).
+        model_args: keyword arguments of the model (``in_dim`` and ``n_classes`` are set from the data).
+        n_folds: folds of the patient-level stratified cross-validation.
+        val_fraction: share of each fold's training patients held out for early stopping and checkpoint
+            selection (0: no validation set; the last epoch is used).
+        splits: a ``splits.json`` of an earlier run to reuse.
+        seed: seed of the splits and of each fold's training (fold k uses seed + k).
+        max_epochs: epochs per fold.
+        patience: early-stopping patience in epochs on the validation metric.
+        batch_size: bags per step (1 is usual for MIL; Cox needs several).
+        max_instances: random subsampling of large training bags to this many instances (None: off).
+        lr: AdamW peak learning rate (cosine schedule per step).
+        weight_decay: AdamW weight decay.
+        class_weighting: weight the cross-entropy by inverse class frequency of the training fold.
+        survival_loss: ``nll`` (discrete time, ``n_bins`` quantile bins) or ``cox``.
+        n_bins: time bins of the ``nll`` survival loss.
+        aem_lambda: weight of the AEM attention-entropy regulariser (0: off).
+        aem_anneal: ``cosine`` anneals the AEM weight to 0.
+        skip_missing: train without slides that have no feature file (else an error lists them).
+        deterministic: deterministic algorithms (reproducible, sometimes slower).
+        accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
+        n_boot: bootstrap resamples of the confidence intervals.
+        monitor: validation metric of early stopping and checkpoint selection: ``loss`` (always defined),
+            ``auroc`` (classification) or ``c_index`` (survival), both undefined on a validation set of one
+            class or without events.
+    """
+
+    samples: Path
+    features: Path
+    out: Path
+    task: Task = "classification"
+    model: str = "abmil"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    n_folds: int = 5
+    val_fraction: float = 0.2
+    splits: Path | None = None
+    seed: int = 0
+    max_epochs: int = 20
+    patience: int = 5
+    batch_size: int = 1
+    max_instances: int | None = None
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    class_weighting: bool = False
+    survival_loss: SurvivalLoss = "nll"
+    n_bins: int = 4
+    aem_lambda: float = 0.0
+    aem_anneal: Literal["none", "cosine"] = "none"
+    skip_missing: bool = False
+    deterministic: bool = True
+    accelerator: str = "auto"
+    n_boot: int = 1000
+    monitor: Literal["loss", "auroc", "c_index"] = "loss"
+
+    @property
+    def monitor_mode(self) -> Literal["min", "max"]:
+        return "min" if self.monitor == "loss" else "max"
+
+
+def _table(samples: Sequence[Sample], task: Task) -> list[dict[str, object]]:
+    """Rows for the splitting functions."""
+    if task == "classification":
+        return [{"slide_id": s.slide_id, "patient_id": s.patient_id, "label": s.label} for s in samples]
+    return [{"slide_id": s.slide_id, "patient_id": s.patient_id, "time": s.time, "event": s.event} for s in samples]
+
+
+def _n_outputs(cfg: TrainConfig, classes: Sequence[str]) -> int:
+    if cfg.task == "classification":
+        return len(classes)
+    return 1 if cfg.survival_loss == "cox" else cfg.n_bins
+
+
+def _with_bins(samples: list[Sample], train: set[str], n_bins: int) -> list[Sample]:
+    """Survival samples whose ``label`` is their time bin, with edges from the training slides' events."""
+    times = np.array([s.time for s in samples if s.slide_id in train])
+    events = np.array([s.event for s in samples if s.slide_id in train])
+    edges, _ = discretize_times(times, events, n_bins)
+    bins = assign_bins(np.array([s.time for s in samples]), edges)
+    return [replace(s, label=int(b)) for s, b in zip(samples, bins, strict=True)]
+
+
+def _class_weights(samples: Sequence[Sample], n_classes: int) -> list[float]:
+    counts = np.bincount([s.label for s in samples], minlength=n_classes).astype(float)
+    return (counts.sum() / (n_classes * np.maximum(counts, 1))).tolist()
+
+
+def _loader(dataset: BagDataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_bags, generator=generator)
+
+
+def _fit_fold(
+    cfg: TrainConfig, k: int, fold: Fold, samples: list[Sample], paths: dict[str, Path], dim: int, n_out: int
+) -> tuple[MILSystem, list[Sample], str]:
+    """Train fold ``k``; return the selected system, the fold's samples (with bins) and the checkpoint."""
+    L.seed_everything(cfg.seed + k, workers=True, verbose=False)
+    if cfg.task == "survival" and cfg.survival_loss == "nll":
+        samples = _with_bins(samples, set(fold.train), cfg.n_bins)
+    by_id = {s.slide_id: s for s in samples}
+    train = [by_id[i] for i in fold.train]
+    datasets = {
+        "train": BagDataset(train, paths, dim, cfg.max_instances),
+        "val": BagDataset([by_id[i] for i in fold.val], paths, dim),
+    }
+    spec = {"name": cfg.model, "kwargs": {**cfg.model_args, "in_dim": dim, "n_classes": n_out}}
+    weights = _class_weights(train, n_out) if cfg.class_weighting and cfg.task == "classification" else None
+    system = MILSystem(
+        create_model(spec["name"], **spec["kwargs"]), cfg.task, cfg.lr, cfg.weight_decay, weights,
+        cfg.survival_loss, cfg.aem_lambda, cfg.aem_anneal, model_spec=spec,
+    )  # fmt: skip
+    folder = cfg.out / f"fold_{k}"
+    has_val = len(datasets["val"]) > 0
+    monitor = f"val/{cfg.monitor}"
+    best = ModelCheckpoint(folder / "checkpoints", filename="best", monitor=monitor if has_val else None,
+                           mode=cfg.monitor_mode, save_last=True)  # fmt: skip
+    callbacks: list[L.Callback] = [best]
+    if has_val:
+        callbacks.append(EarlyStopping(monitor, patience=cfg.patience, mode=cfg.monitor_mode, check_finite=False))
+    trainer = L.Trainer(
+        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=1, deterministic=cfg.deterministic,
+        logger=[CSVLogger(folder, name="logs"), TensorBoardLogger(folder, name="tensorboard")],
+        callbacks=callbacks, default_root_dir=folder, log_every_n_steps=1, enable_model_summary=False,
+        enable_progress_bar=False, num_sanity_val_steps=0,
+    )  # fmt: skip
+    val_loader = _loader(datasets["val"], cfg.batch_size, False, cfg.seed) if has_val else None
+    trainer.fit(system, _loader(datasets["train"], cfg.batch_size, True, cfg.seed + k), val_loader)
+    checkpoint = best.best_model_path or best.last_model_path
+    return MILSystem.load(checkpoint), samples, checkpoint
+
+
+@torch.inference_mode()
+def _predict(system: MILSystem, samples: Sequence[Sample], paths: dict[str, Path], dim: int) -> np.ndarray:
+    """Scores of each sample: (n, C) probabilities or (n, 1) risks."""
+    system.eval()
+    loader = _loader(BagDataset(samples, paths, dim), 1, False, 0)
+    return np.concatenate([system.scores(system(b["features"], b["mask"]).logits).numpy() for b in loader])
+
+
+def _fold_metrics(cfg: TrainConfig, samples: Sequence[Sample], scores: np.ndarray, k: int) -> dict[str, float]:
+    if cfg.task == "classification":
+        labels = np.array([s.label for s in samples])
+        cis = bootstrap_metrics(classification_metrics, labels, scores, n_boot=cfg.n_boot, seed=cfg.seed + k)
+    else:
+        times, events = np.array([s.time for s in samples]), np.array([s.event for s in samples])
+        cis = bootstrap_metrics(survival_metrics, times, events, scores[:, 0], n_boot=cfg.n_boot, seed=cfg.seed + k)
+    return with_ci(cis)
+
+
+def _check_config(cfg: TrainConfig) -> None:
+    expected = {"classification": "auroc", "survival": "c_index"}[cfg.task]
+    if cfg.monitor not in ("loss", expected):
+        raise PathattnError(f"--monitor {cfg.monitor} does not fit --task {cfg.task}; use loss or {expected}")
+    if cfg.task == "survival" and cfg.survival_loss == "cox" and cfg.batch_size < 2:
+        raise PathattnError("--survival-loss cox needs several bags per step: set --batch-size 8 or more")
+    if cfg.n_folds < 2:
+        raise PathattnError("--n-folds must be at least 2")
+
+
+def train_cv(cfg: TrainConfig) -> dict[str, Any]:
+    """Cross-validate ``cfg.model`` and write the run folder (module docstring).
+
+    Returns:
+        The contents of ``metrics.json``.
+
+    Raises:
+        PathattnError: bad sample sheet, missing features, a single class, patients whose slides disagree,
+            leaking splits, NaN/Inf or differently sized features.
+    """
+    _check_config(cfg)
+    samples, classes = read_samples(cfg.samples, cfg.task)
+    samples, paths = match_features(samples, cfg.features, cfg.skip_missing)
+    table = _table(samples, cfg.task)
+    if cfg.task == "classification":
+        check_labels([classes[s.label] for s in samples], "label", str(cfg.samples))
+        patient_labels(table, "label", str(cfg.samples))
+    dim = feature_dim(paths)
+    splits = load_splits(cfg.splits, table, str(cfg.samples)) if cfg.splits else make_splits(
+        table, cfg.n_folds, cfg.seed, val_fraction=cfg.val_fraction, task=cfg.task, source=str(cfg.samples)
+    )  # fmt: skip
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    save_splits(cfg.out / "splits.json", splits)
+    n_out = _n_outputs(cfg, classes)
+    rows, per_fold = [], []
+    for k, fold in enumerate(splits.folds):
+        system, fold_samples, checkpoint = _fit_fold(cfg, k, fold, samples, paths, dim, n_out)
+        test = [s for s in fold_samples if s.slide_id in set(fold.test)]
+        scores = _predict(system, test, paths, dim)
+        per_fold.append(_fold_metrics(cfg, test, scores, k))
+        rows += [_prediction_row(cfg, classes, s, sc, k, checkpoint) for s, sc in zip(test, scores, strict=True)]
+    result = {"task": cfg.task, "model": cfg.model, "classes": classes, "folds": per_fold,
+              "summary": summarize_folds(per_fold), "config": {k: str(v) for k, v in asdict(cfg).items()}}  # fmt: skip
+    _write_predictions(cfg.out / "predictions.csv", rows)
+    write_text_atomic(cfg.out / "metrics.json", json.dumps(to_json_safe(result), indent=1))
+    return result
+
+
+def _prediction_row(
+    cfg: TrainConfig, classes: Sequence[str], sample: Sample, scores: np.ndarray, fold: int, checkpoint: str
+) -> dict[str, object]:
+    row: dict[str, object] = {"slide_id": sample.slide_id, "patient_id": sample.patient_id, "fold": fold}
+    if cfg.task == "classification":
+        row |= {"label": classes[sample.label], "prediction": classes[int(np.argmax(scores))]}
+        row |= {f"prob_{name}": float(p) for name, p in zip(classes, scores, strict=True)}
+    else:
+        row |= {"time": sample.time, "event": sample.event, "risk": float(scores[0])}
+    return row | {"checkpoint": checkpoint}
+
+
+def _write_predictions(path: Path, rows: list[dict[str, object]]) -> None:
+    rows = sorted(rows, key=lambda r: str(r["slide_id"]))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())

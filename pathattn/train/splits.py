@@ -1,0 +1,382 @@
+"""Patient-level stratified K-fold cross-validation splits, checked for leakage, saved and reloaded.
+
+A *table* is a sequence of rows (mappings, e.g. the rows of ``samples.csv`` read with
+``csv.DictReader``) with a ``slide_id``, a ``patient_id`` (when the column is absent every slide is its
+own patient) and either a class label (``label``) or survival columns (``time`` and ``event``).
+
+Folds come from :class:`sklearn.model_selection.StratifiedGroupKFold` on the slides with the patients
+as groups, so all slides of a patient fall into one test fold; classification stratifies by the label
+and survival by the event indicator. The validation set of a fold is drawn from its training part
+with a second StratifiedGroupKFold over the training slides (again grouped by patient) with
+``round(1 / val_fraction)`` splits, of which the first is the validation set: with ``val_fraction=0.2``
+about a fifth of the training patients, stratified. Every fold is checked by
+:func:`check_no_leakage` before it is returned or loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from pathattn.errors import PathattnError
+from pathattn.io.atomic import write_text_atomic
+
+SCHEMA = "pathattn.splits"
+SCHEMA_VERSION = 1
+PARTS = ("train", "val", "test")
+Task = Literal["classification", "survival"]
+Table = Sequence[Mapping[str, object]]
+_SHOW = 10  # ids listed in an error message before "..."
+
+
+@dataclass(frozen=True)
+class Fold:
+    """One cross-validation fold: disjoint lists of slide ids (patients never cross them)."""
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...]
+
+    def parts(self) -> dict[str, tuple[str, ...]]:
+        """``{"train": ..., "val": ..., "test": ...}``."""
+        return {"train": self.train, "val": self.val, "test": self.test}
+
+
+@dataclass(frozen=True)
+class Splits:
+    """K folds over a cohort, with what is needed to reproduce and to validate them.
+
+    Args:
+        folds: the folds; their test parts partition the slides.
+        slide_patient: slide id -> patient id of every slide the splits cover.
+        seed: the random seed of the splitters.
+        n_folds: number of folds.
+        val_fraction: fraction of training patients drawn for validation (0: no validation set).
+        stratify: the column the folds are stratified by.
+    """
+
+    folds: tuple[Fold, ...]
+    slide_patient: dict[str, str]
+    seed: int = 0
+    n_folds: int = 5
+    val_fraction: float = 0.0
+    stratify: str = "label"
+
+    def __len__(self) -> int:
+        return len(self.folds)
+
+    def __getitem__(self, index: int) -> Fold:
+        return self.folds[index]
+
+
+def _shorten(ids: Iterable[object]) -> str:
+    ids = [str(i) for i in ids]
+    return ", ".join(ids[:_SHOW]) + (f", ... ({len(ids)} in all)" if len(ids) > _SHOW else "")
+
+
+def _value(row: Mapping[str, object], column: str, source: str) -> str:
+    value = row.get(column)
+    if value is None or str(value).strip() == "":
+        slide = row.get("slide_id", "?")
+        raise PathattnError(f"column '{column}' of {source} is missing or empty for slide {slide}; fill it in")
+    return str(value).strip()
+
+
+def slide_ids(table: Table, source: str = "samples.csv") -> list[str]:
+    """The slide ids of a table, in order.
+
+    Raises:
+        PathattnError: a row lacks a slide id, or a slide id is repeated.
+    """
+    ids = [_value(row, "slide_id", source) for row in table]
+    seen: set[str] = set()
+    repeated = [i for i in ids if i in seen or seen.add(i)]
+    if repeated:
+        raise PathattnError(f"{source} lists slide ids more than once ({_shorten(repeated)}); keep one row per slide")
+    return ids
+
+
+def slide_patients(table: Table, source: str = "samples.csv") -> dict[str, str]:
+    """Slide id -> patient id; without a ``patient_id`` column every slide is its own patient."""
+    ids = slide_ids(table, source)
+    if not any("patient_id" in row for row in table):
+        return {i: i for i in ids}
+    return {i: _value(row, "patient_id", source) for i, row in zip(ids, table, strict=True)}
+
+
+def patient_labels(table: Table, label_column: str = "label", source: str = "samples.csv") -> dict[str, str]:
+    """Patient id -> the value of ``label_column`` shared by all of the patient's slides.
+
+    Raises:
+        PathattnError: a row lacks the value, or a patient's slides disagree (the message names the
+            patient and its slides with their values).
+    """
+    patients = slide_patients(table, source)
+    values: dict[str, dict[str, str]] = {}
+    for row in table:
+        slide = str(row["slide_id"]).strip()
+        values.setdefault(patients[slide], {})[slide] = _value(row, label_column, source)
+    for patient, by_slide in values.items():
+        if len(set(by_slide.values())) > 1:
+            listed = ", ".join(f"{s}={v}" for s, v in by_slide.items())
+            raise PathattnError(
+                f"patient {patient} has slides with different '{label_column}' in {source} ({listed}); "
+                f"give every slide of a patient the same '{label_column}'"
+            )
+    return {patient: next(iter(by_slide.values())) for patient, by_slide in values.items()}
+
+
+def check_labels(labels: Iterable[object], column: str = "label", source: str = "samples.csv") -> list[str]:
+    """The sorted distinct classes of ``labels``, which must number at least two.
+
+    Raises:
+        PathattnError: fewer than two classes, e.g. ``label column 'label' of samples.csv has only one
+            class (1); a classifier needs at least two``.
+    """
+    classes = sorted({str(v) for v in labels})
+    if not classes:
+        raise PathattnError(f"label column '{column}' of {source} has no rows; a classifier needs labelled slides")
+    if len(classes) < 2:
+        raise PathattnError(
+            f"label column '{column}' of {source} has only one class ({classes[0]}); a classifier needs at least two"
+        )
+    return classes
+
+
+def _survival_strata(table: Table, source: str) -> dict[str, str]:
+    """Patient -> event indicator ("0"/"1"), checking time and event agree within patients."""
+    patient_labels(table, "time", source)
+    events = patient_labels(table, "event", source)
+    parsed = {}
+    for patient, raw in events.items():
+        try:
+            value = float(raw)
+        except ValueError:
+            value = -1.0
+        if value not in (0.0, 1.0):
+            raise PathattnError(
+                f"column 'event' of {source} must be 0 (censored) or 1 (event); patient {patient} has {raw}"
+            )
+        parsed[patient] = str(int(value))
+    if "1" not in parsed.values():
+        raise PathattnError(f"column 'event' of {source} has no event (all 0); survival needs at least one event")
+    return parsed
+
+
+def _stratified_group_split(
+    index: np.ndarray, strata: np.ndarray, groups: np.ndarray, n_splits: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(index[a], index[b]) for a, b in splitter.split(index, strata[index], groups[index])]
+
+
+def make_splits(
+    table: Table,
+    n_folds: int = 5,
+    seed: int = 0,
+    label_column: str = "label",
+    val_fraction: float = 0.0,
+    task: Task = "classification",
+    source: str = "samples.csv",
+) -> Splits:
+    """Patient-level stratified K-fold splits of the slides of ``table``.
+
+    Test folds come from ``StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed)`` on the
+    slides, grouped by patient and stratified by ``label_column`` (classification) or by ``event``
+    (survival). With ``val_fraction > 0`` each fold's validation slides are the first split of a
+    ``StratifiedGroupKFold(round(1 / val_fraction))`` of its training slides (same groups and strata),
+    so the validation share of training patients is about ``1 / round(1 / val_fraction)``.
+
+    Args:
+        table: one row per slide with ``slide_id``, optional ``patient_id``, and ``label_column`` or
+            ``time`` and ``event``.
+        n_folds: number of folds (>= 2).
+        seed: random seed of both splitters.
+        label_column: the class column (classification).
+        val_fraction: share of training patients for validation, 0 or in (0, 0.5].
+        task: ``"classification"`` or ``"survival"``.
+        source: the table's file name, for error messages.
+
+    Returns:
+        The splits, checked for leakage.
+
+    Raises:
+        PathattnError: patient labels disagree, one class only, no event, or too few patients.
+    """
+    if n_folds < 2:
+        raise PathattnError(f"n_folds must be at least 2; got {n_folds}")
+    if not (val_fraction == 0.0 or 0.0 < val_fraction <= 0.5):
+        raise PathattnError(f"val_fraction must be 0 or lie in (0, 0.5]; got {val_fraction}")
+    patients = slide_patients(table, source)
+    if task == "classification":
+        stratify = label_column
+        by_patient = patient_labels(table, label_column, source)
+        check_labels(by_patient.values(), label_column, source)
+    elif task == "survival":
+        stratify = "event"
+        by_patient = _survival_strata(table, source)
+    else:
+        raise ValueError(f"task must be 'classification' or 'survival'; got {task!r}")
+    ids = np.array(list(patients))
+    groups = np.array([patients[s] for s in ids])
+    strata = np.array([by_patient[p] for p in groups])
+    if len(by_patient) < n_folds:
+        raise PathattnError(f"{source} has {len(by_patient)} patients, fewer than n_folds={n_folds}; use fewer folds")
+    n_inner = max(2, round(1 / val_fraction)) if val_fraction else 0
+    folds = []
+    for k, (train, test) in enumerate(_stratified_group_split(np.arange(ids.size), strata, groups, n_folds, seed)):
+        val = train[:0]
+        if n_inner:
+            if np.unique(groups[train]).size < n_inner:
+                raise PathattnError(
+                    f"fold {k} has {np.unique(groups[train]).size} training patients, too few for "
+                    f"val_fraction={val_fraction}; use a larger val_fraction or more patients"
+                )
+            train, val = _stratified_group_split(train, strata, groups, n_inner, seed)[0]
+        folds.append(Fold(*(tuple(ids[np.sort(part)].tolist()) for part in (train, val, test))))
+    splits = Splits(tuple(folds), patients, seed, n_folds, float(val_fraction), stratify)
+    check_no_leakage(splits, patients)
+    return splits
+
+
+def check_no_leakage(splits: Splits, patient_of: Mapping[str, str]) -> None:
+    """Raise if a patient has slides in two of train/val/test of one fold.
+
+    Args:
+        splits: the splits to check.
+        patient_of: slide id -> patient id.
+
+    Raises:
+        PathattnError: naming each leaking patient, its folds and parts, and its slides; or a slide
+            without a patient.
+    """
+    problems = []
+    for k, fold in enumerate(splits.folds):
+        where: dict[str, dict[str, list[str]]] = {}
+        for part, slides in fold.parts().items():
+            for slide in slides:
+                if slide not in patient_of:
+                    raise PathattnError(f"slide {slide} in {part} of fold {k} has no patient; the splits are stale")
+                where.setdefault(patient_of[slide], {}).setdefault(part, []).append(slide)
+        for patient, parts in where.items():
+            if len(parts) > 1:
+                slides = [s for part_slides in parts.values() for s in part_slides]
+                problems.append(f"patient {patient} in {' and '.join(parts)} of fold {k} (slides {_shorten(slides)})")
+    if problems:
+        shown = "; ".join(problems[:_SHOW]) + ("; ..." if len(problems) > _SHOW else "")
+        raise PathattnError(f"patients cross splits: {shown}; make new splits (delete the splits file)")
+
+
+def _check_partition(splits: Splits, where: str) -> None:
+    """Every slide of the splits in exactly one test fold, and each fold covering all slides once."""
+    everything = set(splits.slide_patient)
+    tested: dict[str, int] = {}
+    for k, fold in enumerate(splits.folds):
+        listed = [s for part in fold.parts().values() for s in part]
+        if len(listed) != len(set(listed)) or set(listed) != everything:
+            raise PathattnError(f"fold {k} of {where} does not list every slide exactly once; make new splits")
+        for slide in fold.test:
+            tested[slide] = tested.get(slide, 0) + 1
+    wrong = sorted(s for s in everything if tested.get(s, 0) != 1)
+    if wrong:
+        raise PathattnError(f"slides not in exactly one test fold of {where} ({_shorten(wrong)}); make new splits")
+
+
+def save_splits(path: str | os.PathLike[str], splits: Splits) -> None:
+    """Write ``splits`` to ``path`` as JSON, atomically.
+
+    The file holds ``schema``, ``version``, ``seed``, ``n_folds``, ``val_fraction``, ``stratify``,
+    ``slide_patient`` (slide id -> patient id) and ``folds`` (a list of ``{"train", "val", "test"}``
+    lists of slide ids).
+    """
+    document = {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "seed": splits.seed,
+        "n_folds": splits.n_folds,
+        "val_fraction": splits.val_fraction,
+        "stratify": splits.stratify,
+        "slide_patient": dict(sorted(splits.slide_patient.items())),
+        "folds": [{part: list(ids) for part, ids in fold.parts().items()} for fold in splits.folds],
+    }
+    write_text_atomic(path, json.dumps(document, indent=1) + "\n")
+
+
+def _parse(document: object, where: str) -> Splits:
+    if not isinstance(document, dict) or document.get("schema") != SCHEMA:
+        raise PathattnError(f'{where} is not a pathattn splits file (no "schema": "{SCHEMA}"); make new splits')
+    if document.get("version") != SCHEMA_VERSION:
+        raise PathattnError(
+            f"{where} has splits version {document.get('version')}, this pathattn reads {SCHEMA_VERSION}; "
+            "make new splits"
+        )
+    try:
+        folds = tuple(Fold(*(tuple(str(s) for s in fold[part]) for part in PARTS)) for fold in document["folds"])
+        return Splits(
+            folds,
+            {str(k): str(v) for k, v in document["slide_patient"].items()},
+            int(document["seed"]),
+            int(document["n_folds"]),
+            float(document["val_fraction"]),
+            str(document["stratify"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise PathattnError(f"{where} is malformed ({type(error).__name__}: {error}); make new splits") from None
+
+
+def _check_against(splits: Splits, table: Table, where: str, source: str) -> None:
+    current = slide_patients(table, source)
+    unknown = sorted(set(splits.slide_patient) - set(current))
+    missing = sorted(set(current) - set(splits.slide_patient))
+    if unknown or missing:
+        found = []
+        if unknown:
+            found.append(f"{len(unknown)} slide(s) not in {source} ({_shorten(unknown)})")
+        if missing:
+            found.append(f"{len(missing)} slide(s) of {source} missing from the splits ({_shorten(missing)})")
+        raise PathattnError(
+            f"{where} does not match {source}: {' and '.join(found)}; "
+            "delete the splits file to make new splits, or use the slides it was made for"
+        )
+    moved = sorted(s for s in current if current[s] != splits.slide_patient[s])
+    if moved:
+        raise PathattnError(
+            f"{where} assigns other patients than {source} to slides ({_shorten(moved)}); "
+            "delete the splits file to make new splits"
+        )
+    check_no_leakage(splits, current)
+
+
+def load_splits(path: str | os.PathLike[str], table: Table | None = None, source: str = "samples.csv") -> Splits:
+    """Read splits written by :func:`save_splits` and validate them.
+
+    Args:
+        path: the JSON file.
+        table: the current cohort; when given, the splits must cover exactly its slides, with the
+            same patients.
+        source: the table's file name, for error messages.
+
+    Raises:
+        PathattnError: missing or malformed file, other schema version, slides not in one test fold,
+            patients crossing splits, or (with ``table``) unknown or missing slide ids.
+    """
+    where = f"splits file {Path(path)}"
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PathattnError(f"{where} not found; make splits first or point to the right file") from None
+    except json.JSONDecodeError as error:
+        raise PathattnError(f"{where} is not valid JSON ({error}); delete it to make new splits") from None
+    splits = _parse(document, where)
+    _check_partition(splits, where)
+    check_no_leakage(splits, splits.slide_patient)
+    if table is not None:
+        _check_against(splits, table, where, source)
+    return splits

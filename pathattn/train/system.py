@@ -1,0 +1,194 @@
+"""The Lightning system of attention-MIL: losses, optimisation and evaluation around an injected network.
+
+The network (any ``pathattn.models.mil`` model) maps ``features (B, N, D)`` and ``mask (B, N)`` to logits
+and raw attention. The system adds the task's loss (cross-entropy, discrete-time survival NLL or Cox),
+the model's own auxiliary terms (ACMIL branch and diversity losses, CLAM's instance loss), the AEM
+attention-entropy regulariser, AdamW with a per-step cosine schedule, and out-of-sample predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from pathattn.errors import PathattnError
+from pathattn.train.data import Task
+
+SurvivalLoss = Literal["nll", "cox"]
+
+
+class MILSystem(L.LightningModule):
+    """Train and evaluate a MIL network on slide-level targets.
+
+    Args:
+        model: the network; ``model(features, mask)`` returns a ``MILOutput`` (``logits`` (B, C), raw
+            ``attention`` (B, N, K)). ACMIL's branch and diversity losses (``model.losses``) and CLAM's
+            instance loss (``model.instance_loss``, weighted ``1 - clam_bag_weight``) are added for
+            classification.
+        task: ``classification`` (C = number of classes) or ``survival`` (C = number of time bins for
+            ``nll``, 1 for ``cox``).
+        lr: AdamW learning rate (peak of the cosine schedule).
+        weight_decay: AdamW weight decay.
+        class_weights: per-class weights of the cross-entropy (None: unweighted).
+        survival_loss: ``nll`` (discrete-time hazards) or ``cox`` (partial likelihood; needs several bags
+            per step).
+        aem_lambda: weight of the AEM attention-entropy regulariser (0 disables it).
+        aem_anneal: ``cosine`` anneals the weight from ``aem_lambda`` to 0 over training.
+        clam_bag_weight: CLAM's weight of the bag loss against the instance loss (0.7 in CLAM).
+        model_spec: the registered name and keyword arguments of ``model`` (saved with checkpoints, so
+            :meth:`load` can rebuild the network).
+
+    For survival with ``nll``, ``batch["label"]`` holds each bag's time-bin index.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task = "classification",
+        lr: float = 1e-4,
+        weight_decay: float = 1e-5,
+        class_weights: list[float] | None = None,
+        survival_loss: SurvivalLoss = "nll",
+        aem_lambda: float = 0.0,
+        aem_anneal: Literal["none", "cosine"] = "none",
+        clam_bag_weight: float = 0.7,
+        model_spec: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"])
+        self.model = model
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"val": [], "test": []}
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
+        """Inference: the model's output for ``features`` (B, N, D) and ``mask`` (B, N)."""
+        return self.model(features, mask)
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        output = self.model(batch["features"], batch["mask"])
+        terms = self._loss_terms(output, batch)
+        total = torch.stack(list(terms.values())).sum()
+        size = len(batch["index"])
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, batch_size=size)
+        self.log("train/loss", total, batch_size=size, prog_bar=True)
+        return total
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        output = self.model(batch["features"], batch["mask"])
+        return {"index": batch["index"], "scores": self.scores(output.logits), "logits": output.logits,
+                "attention": output.attention, "mask": batch["mask"]}  # fmt: skip
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches))
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # -- losses ------------------------------------------------------------------------------------
+
+    def _loss_terms(self, output: Any, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every loss term of this step, by name (their sum is minimised)."""
+        from pathattn.models.mil.aem import attention_entropy_loss
+
+        terms = {"task": self._task_loss(output.logits, batch)}
+        if self.hparams.task == "classification":
+            terms.update(self._model_terms(output, batch["label"], terms["task"]))
+        weight = self._aem_weight()
+        if weight > 0:
+            terms["aem"] = weight * attention_entropy_loss(output.attention, batch["mask"])
+        return terms
+
+    def _model_terms(self, output: Any, labels: torch.Tensor, task_loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's own auxiliary losses (ACMIL: branch, diversity; CLAM: weighted instance loss)."""
+        if hasattr(self.model, "losses"):  # ACMIL; its "slide" term is the task loss itself
+            return {k: v for k, v in self.model.losses(output, labels).items() if k != "slide"}
+        if hasattr(self.model, "instance_loss"):
+            weight = float(self.hparams.clam_bag_weight)
+            return {"task": weight * task_loss, "instance": (1 - weight) * self.model.instance_loss(output, labels)}
+        return {}
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, map_location: str | torch.device = "cpu") -> MILSystem:
+        """Rebuild a trained system (network included) from a checkpoint of :func:`pathattn.train.run`."""
+        from pathattn.registry import create_model
+
+        hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+        spec = hparams.get("model_spec")
+        if not spec:
+            raise PathattnError(f"{checkpoint} does not record its model; it was not written by 'pathattn train'")
+        model = create_model(spec["name"], **spec["kwargs"])
+        return cls.load_from_checkpoint(checkpoint, map_location=map_location, model=model)
+
+    def _task_loss(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if self.hparams.task == "classification":
+            return nn.functional.cross_entropy(logits, batch["label"], weight=self.class_weights)
+        from pathattn.train.survival import cox_ph_loss, nll_discrete_survival
+
+        if self.hparams.survival_loss == "cox":
+            return cox_ph_loss(logits[:, 0], batch["time"], batch["event"])
+        return nll_discrete_survival(logits, batch["label"], batch["event"])
+
+    def _aem_weight(self) -> float:
+        """The AEM weight at this step: constant, or cosine-annealed from ``aem_lambda`` to 0."""
+        lam = float(self.hparams.aem_lambda)
+        if lam <= 0 or self.hparams.aem_anneal == "none" or self._trainer is None:
+            return lam
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return lam * 0.5 * (1 + np.cos(np.pi * min(self.global_step, total) / total))
+
+    # -- evaluation --------------------------------------------------------------------------------
+
+    def scores(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (classification) or a risk score (B, 1), higher = shorter survival."""
+        if self.hparams.task == "classification":
+            return torch.softmax(logits.float(), dim=-1)
+        if self.hparams.survival_loss == "cox":
+            return logits[:, :1].float()
+        from pathattn.train.survival import risk_from_hazards
+
+        return risk_from_hazards(logits.float())[:, None]
+
+    def _evaluate(self, batch: Mapping[str, torch.Tensor], stage: str) -> None:
+        output = self.model(batch["features"], batch["mask"])
+        loss = self._task_loss(output.logits, batch)
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["index"]), on_epoch=True)
+        keep = ("label", "time", "event", "index")
+        self._outputs[stage].append({"scores": self.scores(output.logits).detach().cpu(),
+                                     **{k: batch[k].detach().cpu() for k in keep}})  # fmt: skip
+
+    def _log_metrics(self, stage: str) -> None:
+        from pathattn.train.metrics import classification_metrics, survival_metrics
+
+        outputs, self._outputs[stage] = self._outputs[stage], []
+        if not outputs or self.trainer.sanity_checking:
+            return
+        joined = {k: torch.cat([o[k] for o in outputs]).numpy() for k in outputs[0]}
+        if self.hparams.task == "classification":
+            if len(np.unique(joined["label"])) < 2:
+                return  # AUROC is undefined on one class
+            metrics = classification_metrics(joined["label"], joined["scores"])
+        else:
+            metrics = survival_metrics(joined["time"], joined["event"], joined["scores"][:, 0])
+        for name, value in metrics.items():
+            self.log(f"{stage}/{name}", float(value))
