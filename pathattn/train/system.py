@@ -151,11 +151,13 @@ class MILSystem(L.LightningModule):
 
     def _aem_weight(self) -> float:
         """The AEM weight at this step: constant, or cosine-annealed from ``aem_lambda`` to 0."""
+        from pathattn.models.mil.aem import AEMSchedule
+
         lam = float(self.hparams.aem_lambda)
         if lam <= 0 or self.hparams.aem_anneal == "none" or self._trainer is None:
             return lam
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        return lam * 0.5 * (1 + np.cos(np.pi * min(self.global_step, total) / total))
+        return AEMSchedule(lam, self.hparams.aem_anneal, total)(self.global_step)
 
     # -- evaluation --------------------------------------------------------------------------------
 

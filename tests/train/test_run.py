@@ -58,8 +58,8 @@ def test_classification_run_learns_and_writes_everything(tmp_path):
 
 def test_reused_splits_and_other_models(tmp_path):
     first = train_cv(config(tmp_path, max_epochs=1))
-    cfg = config(tmp_path, max_epochs=1, model="acmil", splits=tmp_path / "run" / "splits.json", aem_lambda=0.1,
-                 out="run2")  # fmt: skip
+    reuse = tmp_path / "run" / "splits.json"
+    cfg = config(tmp_path, "run2", max_epochs=1, model="acmil", splits=reuse, aem_lambda=0.1, aem_anneal="cosine")
     second = train_cv(cfg)
     assert (
         json.loads((tmp_path / "run2" / "splits.json").read_text())["folds"]
