@@ -147,34 +147,37 @@ def find_bags(folder: str | os.PathLike[str]) -> dict[str, Path]:
 def write_features(
     path: str | os.PathLike[str],
     features: np.ndarray,
-    coords: np.ndarray,
+    coords: np.ndarray | None,
     coords_attrs: Mapping[str, Any],
     attrs: Mapping[str, Any],
+    name: str = "features",
 ) -> None:
-    """Write a pathattn feature file atomically.
+    """Write a pathattn feature file (or another per-patch array aligned with coords) atomically.
 
     Args:
         path: the ``.h5`` file.
         features: (N, D) float32 or float16.
-        coords: (N, 2) int64 level-0 top-left x, y.
+        coords: (N, 2) int64 level-0 top-left x, y, or None for a bag without coordinates.
         coords_attrs: attributes of the ``coords`` dataset (those of the tiling file).
         attrs: file attributes (encoder, weights hash, ...); ``encoder`` and ``name`` also go on
-            ``features`` as TRIDENT does.
+            the array as TRIDENT does.
+        name: the array's dataset name (``features``; ``attention`` for attention files).
     """
-    if len(features) != len(coords):
+    if coords is not None and len(features) != len(coords):
         raise ValueError(f"{len(features)} feature rows for {len(coords)} coordinates")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         feats = f.create_dataset(
-            "features",
+            name,
             data=features,
             chunks=(max(1, min(len(features), 1024)), features.shape[1]) if len(features) else None,
         )
         for key in ("encoder", "name"):
             if key in attrs:
                 feats.attrs[key] = attrs[key]
-        dataset = f.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
-        for key, value in coords_attrs.items():
-            dataset.attrs[key] = value
+        if coords is not None:
+            dataset = f.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
+            for key, value in coords_attrs.items():
+                dataset.attrs[key] = value
         for key, value in attrs.items():
             f.attrs[key] = value
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,16 @@ def write_manifest(path: Path, row_type: type, rows: Sequence[Any]) -> None:
         writer.writeheader()
         writer.writerows(row for _, row in sorted(merged.items()))
         write_text_atomic(path, buffer.getvalue())
+
+
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Write rows (their keys, in first-seen order, are the columns) as a CSV file atomically."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:

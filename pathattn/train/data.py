@@ -11,7 +11,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -20,8 +19,8 @@ from torch.utils.data import Dataset
 from pathattn.errors import PathattnError
 from pathattn.io.bags import bag_shape, find_bags, read_bag
 from pathattn.io.samples import read_table
+from pathattn.train.config import Task
 
-Task = Literal["classification", "survival"]
 REQUIRED = {
     "classification": ("slide_id", "patient_id", "label"),
     "survival": ("slide_id", "patient_id", "time", "event"),

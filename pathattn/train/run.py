@@ -10,13 +10,11 @@ Outputs under ``RUN``::
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -27,7 +25,9 @@ from torch.utils.data import DataLoader
 
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import write_text_atomic
+from pathattn.io.manifest import write_csv
 from pathattn.registry import create_model
+from pathattn.train.config import TrainConfig
 from pathattn.train.data import BagDataset, Sample, Task, collate_bags, feature_dim, match_features, read_samples
 from pathattn.train.metrics import (
     bootstrap_metrics,
@@ -39,75 +39,7 @@ from pathattn.train.metrics import (
 )
 from pathattn.train.splits import Fold, check_labels, load_splits, make_splits, patient_labels, save_splits
 from pathattn.train.survival import assign_bins, discretize_times
-from pathattn.train.system import MILSystem, SurvivalLoss
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """A cross-validated training run.
-
-    Args:
-        samples: sample sheet: slide_id, patient_id, and label (classification) or time, event (survival).
-        features: folder of feature files (``pathattn extract`` output, CLAM or TRIDENT features).
-        out: the run folder.
-        task: ``classification`` or ``survival``.
-        model: a registered MIL model (``pathattn.registry.list_models(family="mil")``).
-        model_args: keyword arguments of the model (``in_dim`` and ``n_classes`` are set from the data).
-        n_folds: folds of the patient-level stratified cross-validation.
-        val_fraction: share of each fold's training patients held out for early stopping and checkpoint
-            selection (0: no validation set; the last epoch is used).
-        splits: a ``splits.json`` of an earlier run to reuse.
-        seed: seed of the splits and of each fold's training (fold k uses seed + k).
-        max_epochs: epochs per fold.
-        patience: early-stopping patience in epochs on the validation metric.
-        batch_size: bags per step (1 is usual for MIL; Cox needs several).
-        max_instances: random subsampling of large training bags to this many instances (None: off).
-        lr: AdamW peak learning rate (cosine schedule per step).
-        weight_decay: AdamW weight decay.
-        class_weighting: weight the cross-entropy by inverse class frequency of the training fold.
-        survival_loss: ``nll`` (discrete time, ``n_bins`` quantile bins) or ``cox``.
-        n_bins: time bins of the ``nll`` survival loss.
-        aem_lambda: weight of the AEM attention-entropy regulariser (0: off).
-        aem_anneal: ``cosine`` anneals the AEM weight to 0.
-        skip_missing: train without slides that have no feature file (else an error lists them).
-        deterministic: deterministic algorithms (reproducible, sometimes slower).
-        accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
-        n_boot: bootstrap resamples of the confidence intervals.
-        monitor: validation metric of early stopping and checkpoint selection: ``loss`` (always defined),
-            ``auroc`` (classification) or ``c_index`` (survival), both undefined on a validation set of one
-            class or without events.
-    """
-
-    samples: Path
-    features: Path
-    out: Path
-    task: Task = "classification"
-    model: str = "abmil"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    n_folds: int = 5
-    val_fraction: float = 0.2
-    splits: Path | None = None
-    seed: int = 0
-    max_epochs: int = 20
-    patience: int = 5
-    batch_size: int = 1
-    max_instances: int | None = None
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
-    class_weighting: bool = False
-    survival_loss: SurvivalLoss = "nll"
-    n_bins: int = 4
-    aem_lambda: float = 0.0
-    aem_anneal: Literal["none", "cosine"] = "none"
-    skip_missing: bool = False
-    deterministic: bool = True
-    accelerator: str = "auto"
-    n_boot: int = 1000
-    monitor: Literal["loss", "auroc", "c_index"] = "loss"
-
-    @property
-    def monitor_mode(self) -> Literal["min", "max"]:
-        return "min" if self.monitor == "loss" else "max"
+from pathattn.train.system import MILSystem
 
 
 def _table(samples: Sequence[Sample], task: Task) -> list[dict[str, object]]:
@@ -143,7 +75,13 @@ def _loader(dataset: BagDataset, batch_size: int, shuffle: bool, seed: int) -> D
 
 
 def _fit_fold(
-    cfg: TrainConfig, k: int, fold: Fold, samples: list[Sample], paths: dict[str, Path], dim: int, n_out: int
+    cfg: TrainConfig,
+    k: int,
+    fold: Fold,
+    samples: list[Sample],
+    paths: dict[str, Path],
+    dim: int,
+    classes: list[str],
 ) -> tuple[MILSystem, list[Sample], str]:
     """Train fold ``k``; return the selected system, the fold's samples (with bins) and the checkpoint."""
     L.seed_everything(cfg.seed + k, workers=True, verbose=False)
@@ -155,11 +93,12 @@ def _fit_fold(
         "train": BagDataset(train, paths, dim, cfg.max_instances),
         "val": BagDataset([by_id[i] for i in fold.val], paths, dim),
     }
+    n_out = _n_outputs(cfg, classes)
     spec = {"name": cfg.model, "kwargs": {**cfg.model_args, "in_dim": dim, "n_classes": n_out}}
     weights = _class_weights(train, n_out) if cfg.class_weighting and cfg.task == "classification" else None
     system = MILSystem(
         create_model(spec["name"], **spec["kwargs"]), cfg.task, cfg.lr, cfg.weight_decay, weights,
-        cfg.survival_loss, cfg.aem_lambda, cfg.aem_anneal, model_spec=spec,
+        cfg.survival_loss, cfg.aem_lambda, cfg.aem_anneal, model_spec=spec, class_names=list(classes),
     )  # fmt: skip
     folder = cfg.out / f"fold_{k}"
     has_val = len(datasets["val"]) > 0
@@ -232,17 +171,16 @@ def train_cv(cfg: TrainConfig) -> dict[str, Any]:
     )  # fmt: skip
     cfg.out.mkdir(parents=True, exist_ok=True)
     save_splits(cfg.out / "splits.json", splits)
-    n_out = _n_outputs(cfg, classes)
     rows, per_fold = [], []
     for k, fold in enumerate(splits.folds):
-        system, fold_samples, checkpoint = _fit_fold(cfg, k, fold, samples, paths, dim, n_out)
+        system, fold_samples, checkpoint = _fit_fold(cfg, k, fold, samples, paths, dim, classes)
         test = [s for s in fold_samples if s.slide_id in set(fold.test)]
         scores = _predict(system, test, paths, dim)
         per_fold.append(_fold_metrics(cfg, test, scores, k))
         rows += [_prediction_row(cfg, classes, s, sc, k, checkpoint) for s, sc in zip(test, scores, strict=True)]
     result = {"task": cfg.task, "model": cfg.model, "classes": classes, "folds": per_fold,
               "summary": summarize_folds(per_fold), "config": {k: str(v) for k, v in asdict(cfg).items()}}  # fmt: skip
-    _write_predictions(cfg.out / "predictions.csv", rows)
+    write_csv(cfg.out / "predictions.csv", sorted(rows, key=lambda r: str(r["slide_id"])))
     write_text_atomic(cfg.out / "metrics.json", json.dumps(to_json_safe(result), indent=1))
     return result
 
@@ -257,12 +195,3 @@ def _prediction_row(
     else:
         row |= {"time": sample.time, "event": sample.event, "risk": float(scores[0])}
     return row | {"checkpoint": checkpoint}
-
-
-def _write_predictions(path: Path, rows: list[dict[str, object]]) -> None:
-    rows = sorted(rows, key=lambda r: str(r["slide_id"]))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(path, buffer.getvalue())

@@ -174,7 +174,13 @@ def _stratified_group_split(
     index: np.ndarray, strata: np.ndarray, groups: np.ndarray, n_splits: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return [(index[a], index[b]) for a, b in splitter.split(index, strata[index], groups[index])]
+    try:
+        return [(index[a], index[b]) for a, b in splitter.split(index, strata[index], groups[index])]
+    except ValueError as err:  # too few patients for the number of splits
+        raise PathattnError(
+            f"cannot split {len(np.unique(groups[index]))} patients into {n_splits} stratified groups ({err}); "
+            "use fewer --n_folds or a larger --val_fraction"
+        ) from None
 
 
 def make_splits(

@@ -18,9 +18,7 @@ import torch
 from torch import nn
 
 from pathattn.errors import PathattnError
-from pathattn.train.data import Task
-
-SurvivalLoss = Literal["nll", "cox"]
+from pathattn.train.config import SurvivalLoss, Task
 
 
 class MILSystem(L.LightningModule):
@@ -43,6 +41,7 @@ class MILSystem(L.LightningModule):
         clam_bag_weight: CLAM's weight of the bag loss against the instance loss (0.7 in CLAM).
         model_spec: the registered name and keyword arguments of ``model`` (saved with checkpoints, so
             :meth:`load` can rebuild the network).
+        class_names: the class names in index order (classification), saved for prediction.
 
     For survival with ``nll``, ``batch["label"]`` holds each bag's time-bin index.
     """
@@ -59,6 +58,7 @@ class MILSystem(L.LightningModule):
         aem_anneal: Literal["none", "cosine"] = "none",
         clam_bag_weight: float = 0.7,
         model_spec: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])

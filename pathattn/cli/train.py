@@ -1,0 +1,41 @@
+"""``pathattn train``: patient-level cross-validation of an attention-MIL model on slide-level labels.
+
+Every option of :class:`pathattn.train.run.TrainConfig` is a command-line option and a YAML key; several
+``--config`` files compose (one concern each: ``configs/model/``, ``configs/data/``, ``configs/trainer/``),
+and ``--print_config`` shows the resolved configuration with every default.
+"""
+
+from __future__ import annotations
+
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
+
+HELP = "cross-validate an attention-MIL model (ABMIL, ACMIL, CLAM-SB, ...) on slide labels or survival"
+
+
+def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
+    """Add the ``train`` parser."""
+    from pathattn.train.config import TrainConfig
+
+    p = ArgumentParser(description=HELP, exit_on_error=False)
+    p.add_argument("--config", action=ActionConfigFile, help="YAML files with any of these options (see configs/)")
+    p.add_class_arguments(TrainConfig, fail_untyped=True)
+    subcommands.add_subcommand("train", p, help=HELP)
+
+
+def run(cfg: Namespace) -> int:
+    """Train every fold and print where the metrics are."""
+    import sys
+
+    from pathattn.train.config import TrainConfig
+    from pathattn.train.run import train_cv
+
+    values = {k: v for k, v in cfg.as_dict().items() if k != "config"}
+    config = TrainConfig(**values)
+    result = train_cv(config)
+    summary = result["summary"]
+    main_metric = "auroc" if config.task == "classification" else "c_index"
+    stat = summary.get(main_metric, {})
+    mean, std = stat.get("mean", float("nan")), stat.get("std", float("nan"))
+    print(f"train: {config.model}, {len(result['folds'])} folds, {main_metric} {mean:.3f} ± {std:.3f}; "
+          f"metrics: {config.out / 'metrics.json'}", file=sys.stderr)  # fmt: skip
+    return 0

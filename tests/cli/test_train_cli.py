@@ -1,0 +1,67 @@
+"""`pathattn train` with composed YAML configs, then `pathattn predict` with one of its checkpoints."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from pathattn.cli.main import main
+from pathattn.io.bags import write_features
+from pathattn.io.manifest import read_manifest
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def cohort(tmp_path, n_patients=12, dim=6):
+    """h5 feature files with coordinates; tumor bags hold 3 shifted instances (rows 0-2)."""
+    rng = np.random.default_rng(1)
+    rows = ["slide_id,patient_id,label"]
+    for p in range(n_patients):
+        n = int(rng.integers(8, 16))
+        bag = rng.normal(size=(n, dim)).astype(np.float32)
+        if p % 2:
+            bag[:3, :2] += 5.0
+        coords = np.stack([np.arange(n) * 512, np.zeros(n)], axis=1).astype(np.int64)
+        write_features(
+            tmp_path / "f" / "h5_files" / f"s{p}.h5", bag, coords, {"patch_size_level0": 512}, {"encoder": "x"}
+        )
+        rows.append(f"s{p},p{p},{'tumor' if p % 2 else 'normal'}")
+    (tmp_path / "samples.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_train_then_predict(tmp_path, capsys):
+    cohort(tmp_path)
+    configs = [
+        f"--config={ROOT / 'configs' / c}" for c in ("model/abmil.yaml", "data/default.yaml", "trainer/default.yaml")
+    ]
+    args = ["train", *configs, "--samples", str(tmp_path / "samples.csv"), "--features", str(tmp_path / "f"),
+            "--out", str(tmp_path / "run"), "--n_folds", "3", "--val_fraction", "0.34", "--max_epochs", "12",
+            "--lr", "0.005", "--n_boot", "20", "--accelerator", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    assert "auroc" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["model"] == "abmil" and metrics["config"]["n_folds"] == "3"
+    checkpoint = tmp_path / "run" / "fold_0" / "checkpoints" / "last.ckpt"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--features", str(tmp_path / "f"),
+                 "--out", str(tmp_path / "pred")]) == 0  # fmt: skip
+    rows = read_manifest(tmp_path / "pred" / "predictions.csv")
+    assert len(rows) == 12 and {r["prediction"] for r in rows} <= {"normal", "tumor"}
+    assert all(abs(float(r["prob_normal"]) + float(r["prob_tumor"]) - 1) < 1e-5 for r in rows)
+    with h5py.File(tmp_path / "pred" / "attention" / "s1.h5") as f:
+        attention, coords = f["attention"][:], f["coords"][:]
+        assert attention.shape == (len(coords), 1) and f["coords"].attrs["patch_size_level0"] == 512
+        assert f.attrs["model"] == "abmil" and f.attrs["slide_id"] == "s1"
+
+
+def test_train_print_config_and_bad_input(tmp_path, capsys):
+    with pytest.raises(SystemExit):  # --print_config prints every default and exits
+        main(["train", "--samples", "s.csv", "--features", "f", "--out", "o", "--print_config"])
+    assert "aem_anneal: none" in capsys.readouterr().out
+    assert main(["train", "--samples", str(tmp_path / "none.csv"), "--features", str(tmp_path), "--out",
+                 str(tmp_path / "run")]) == 2  # fmt: skip
+    assert "not found" in capsys.readouterr().err
+    assert main(["train", "--samples", "s.csv", "--features", "f", "--out", "o", "--n_folds", "two"]) == 2
+    assert main(["predict", "--checkpoint", str(tmp_path / "x.ckpt"), "--features", str(tmp_path), "--out", "o"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("pathattn predict: error: --checkpoint not found")
