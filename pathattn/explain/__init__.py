@@ -1,0 +1,1 @@
+"""Stage ``explain``: attention heatmaps now; counterfactuals (HIPPO-style) and attributions later."""

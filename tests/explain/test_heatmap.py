@@ -1,0 +1,239 @@
+"""Attention heatmaps: normalisation, rendering over a real slide, QuPath GeoJSON, and the command line."""
+
+import cv2
+import h5py
+import matplotlib
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+from pathattn.cli import main as cli_main
+from pathattn.cli.heatmap import read_captions
+from pathattn.errors import PathattnError
+from pathattn.explain.heatmap import (
+    heatmap_geojson,
+    heatmap_slide,
+    normalise,
+    read_attention,
+    render_heatmap,
+    tissue_mask,
+)
+from pathattn.io.coords import read_coords
+from pathattn.io.geojson import read_annotations
+from pathattn.io.samples import SlideEntry
+from pathattn.io.slide import Slide
+from pathattn.tile.run import TileJob, tile_slide
+
+# Two tissue rectangles on a 4096 x 3072 px slide at 0.25 µm/px; 512 level-0 px patches: 6 + 4 patches.
+RECTS = [(512, 512, 2048, 1536), (2560, 1536, 3584, 2560)]
+HOT = {(512, 512): 10.0, (512, 1024): 9.0}  # planted high attention
+COLD = {(2560, 1536): 1.0, (3072, 1536): 2.0, (2560, 2048): 3.0, (3072, 2048): 4.0}
+
+
+def rect_image(width=4096, height=3072):
+    image = np.full((height, width, 3), 242, np.uint8)
+    for x0, y0, x1, y1 in RECTS:
+        image[y0:y1, x0:x1] = (200, 120, 170)
+    return image
+
+
+def planted_scores(coords):
+    """Distinct scores: the HOT patches highest, the COLD ones lowest, the rest in between."""
+    middle = iter(range(5, 100))
+    return np.array([HOT.get(c) or COLD.get(c) or float(next(middle)) for c in map(tuple, coords.tolist())])
+
+
+def write_attention(path, coords_file, attention, model="abmil", slide_id=None):
+    """An attention file in the format of 'pathattn predict'."""
+    data = read_coords(coords_file)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("attention", data=np.asarray(attention, np.float32).reshape(len(data), -1))
+        coords = f.create_dataset("coords", data=data.coords)
+        for key, value in data.attrs.items():
+            coords.attrs[key] = value
+        f.attrs["model"] = model
+        f.attrs["slide_id"] = slide_id or path.stem
+    return path
+
+
+@pytest.fixture
+def tiled(make_slide, tmp_path):
+    """Slide ``s`` tiled into ``tmp_path/tiles`` with planted attention in ``tmp_path/pred``."""
+    slide = make_slide("s", rect_image(), mpp=0.25)
+    job = TileJob(tmp_path / "tiles")
+    assert tile_slide(SlideEntry("s", slide), job).n_patches == 10
+    coords = read_coords(job.coords_path("s")).coords
+    attention = write_attention(tmp_path / "pred" / "attention" / "s.h5", job.coords_path("s"), planted_scores(coords))
+    return slide, job, attention
+
+
+def test_percentile_by_hand():
+    scores = np.array([3.0, 1.0, 2.0, 2.0, -np.inf])
+    # ranks among the 4 finite scores: 4, 1, 2.5, 2.5 (ties averaged), divided by 4
+    assert np.allclose(normalise(scores), [1.0, 0.25, 0.625, 0.625, np.nan], equal_nan=True)
+    two_heads = np.stack([scores, -scores], axis=1)
+    assert np.allclose(normalise(two_heads)[:, 1], [0.25, 1.0, 0.625, 0.625, np.nan], equal_nan=True)
+    assert np.allclose(normalise(scores, "minmax"), [1.0, 0.0, 0.5, 0.5, np.nan], equal_nan=True)
+    softmax = normalise(scores, "softmax")
+    assert softmax[0] == 1.0 and np.allclose(softmax[1] / softmax[2], np.exp(-1.0))
+    assert np.allclose(normalise(np.array([-1.0, 0.3, 2.0]), "raw"), [0.0, 0.3, 1.0])
+    assert np.isnan(normalise(np.full(3, -np.inf))).all()
+    with pytest.raises(ValueError, match="percentile"):
+        normalise(scores, "rank")
+
+
+def test_overlaps_average_and_tissue_masks():
+    thumbnail = np.full((60, 100, 3), 200, np.uint8)
+    # 2 level-0 px per thumbnail px: patches over thumbnail x 0-39, 20-59 and (masked) 60-99, y 0-39
+    coords = np.array([[0, 0], [40, 0], [120, 0]])
+    values = np.array([0.0, 1.0, np.nan])
+    image = render_heatmap(thumbnail, 2.0, coords, 80, values, cmap="jet", alpha=0.5)
+    blend = lambda v: np.round(0.5 * 200 + 0.5 * np.array(matplotlib.colormaps["jet"](v)[:3]) * 255)  # noqa: E731
+    assert (image[5, 5] == blend(0.0)).all() and (image[5, 50] == blend(1.0)).all()
+    assert (image[5, 30] == blend(0.5)).all()  # x 20-39 is covered by both patches
+    assert (image[:, 60:] == 200).all() and (image[40:] == 200).all()  # a masked patch, or none
+    tissue = box(0, 0, 60, 80)  # level 0: thumbnail x < 30, y < 40
+    masked = render_heatmap(thumbnail, 2.0, coords, 80, values, tissue)
+    assert (masked[:, 31:] == 200).all() and (masked[:, :29] == image[:, :29]).all()
+
+
+def test_tissue_mask_leaves_holes_out():
+    outer = box(0, 0, 100, 100).difference(box(20, 20, 80, 80))
+    mask = tissue_mask(outer.union(box(40, 40, 60, 60)), (100, 100), 1.0)
+    assert mask[10, 10] and not mask[30, 30] and mask[50, 50]
+
+
+def test_heatmap_on_a_slide(tiled, tmp_path):
+    slide, job, attention = tiled
+    paths = heatmap_slide(attention, tmp_path / "out", tissue_geojson=job.tissue_path("s"), top_k=3)
+    image = cv2.cvtColor(cv2.imread(str(paths["png"])), cv2.COLOR_BGR2RGB).astype(int)
+    with Slide(slide) as s:
+        thumbnail, scale = s.read_at_mpp(1.0)  # the default: about 1024 px on the long side
+    assert scale == (4.0, 4.0) and image.shape[1] == 1024
+    image = image[image.shape[0] - thumbnail.shape[0] :]  # below the caption banner
+    centre = lambda x, y: image[(y + 256) // 4, (x + 256) // 4]  # noqa: E731
+    for x, y in HOT:
+        r, g, b = centre(x, y)
+        assert r > g + 40 and r > b + 40, (x, y, r, g, b)
+    for x, y in COLD:
+        r, g, b = centre(x, y)
+        assert b > r + 40, (x, y, r, g, b)
+    tissue = np.zeros(thumbnail.shape[:2], bool)
+    for x0, y0, x1, y1 in RECTS:
+        tissue[y0 // 4 : y1 // 4, x0 // 4 : x1 // 4] = True
+    assert (image[~tissue] == thumbnail[~tissue]).all()  # glass is untouched
+    assert np.abs(image[tissue] - thumbnail[tissue]).mean() > 20  # the heatmap is not blank
+    assert paths["slide_id"] == "s" and paths["n_patches"] == 10 and paths["model"] == "abmil"
+
+
+def test_geojson_round_trip(tiled, tmp_path):
+    _, job, attention = tiled
+    data = read_attention(attention)
+    paths = heatmap_slide(attention, tmp_path / "out", top_k=3)
+    detections = read_annotations(paths["geojson"])
+    assert len(detections) == 10 and {d.name for d in detections} == {"Attention"}
+    assert {d.properties["objectType"] for d in detections} == {"detection"}
+    by_corner = {tuple(map(int, d.geometry.bounds[:2])): d.properties["measurements"] for d in detections}
+    for corner, score in zip(map(tuple, data.coords.tolist()), data.attention[:, 0], strict=True):
+        assert by_corner[corner]["attention"] == pytest.approx(score)
+    assert (
+        by_corner[(512, 512)]["attention_percentile"] == 1.0 and by_corner[(2560, 1536)]["attention_percentile"] == 0.1
+    )
+    assert detections[0].geometry.area == 512**2
+    top = read_annotations(paths["top"])
+    assert paths["top"].name == "s_top3.geojson" and [t.name for t in top] == ["Top attention"] * 3
+    assert [t.properties["measurements"]["attention"] for t in top] == sorted(data.attention[:, 0])[::-1][:3]
+    assert [t.properties["measurements"]["rank"] for t in top] == [1, 2, 3]
+    assert top[0].properties["objectType"] == "annotation"
+
+
+def test_masked_instances_are_left_out():
+    coords = np.array([[0, 0], [256, 0], [512, 0]])
+    detections, top = heatmap_geojson(coords, 256, np.array([1.0, -np.inf, 0.5]), top_k=5)
+    assert len(detections) == 2 and len(top) == 2
+    assert [d.properties["measurements"]["attention_percentile"] for d in detections] == [1.0, 0.5]
+
+
+def test_bad_inputs(tiled, tmp_path):
+    slide, job, attention = tiled
+    with pytest.raises(PathattnError, match="--head 1 does not exist"):
+        heatmap_slide(attention, tmp_path / "out", head=1)
+    with pytest.raises(PathattnError, match="not found"):
+        read_attention(tmp_path / "nope.h5")
+    other = tmp_path / "other" / "s.h5"
+    other.parent.mkdir()
+    with h5py.File(other, "w") as f:
+        f["coords"] = np.zeros((2, 2), np.int64)
+    with pytest.raises(PathattnError, match="no 'attention' dataset"):
+        read_attention(other)
+    small = write_attention(tmp_path / "x" / "s.h5", job.coords_path("s"), np.zeros(10))
+    with h5py.File(small, "a") as f:
+        f["coords"].attrs["level0_width"] = 1000
+    with pytest.raises(PathattnError, match="4096x3072 px but"):
+        heatmap_slide(small, tmp_path / "out")
+
+
+def test_read_captions(tmp_path):
+    sheet = tmp_path / "predictions.csv"
+    sheet.write_text("slide_id,prediction,prob_0,prob_1\na,1,0.2,0.8\nb,0,0.9,0.1\n")
+    assert read_captions(sheet) == {"a": "prediction 1 (p=0.80)", "b": "prediction 0 (p=0.90)"}
+    sheet.write_text("slide_id,n_patches,prediction,risk\na,3,,0.5312\nb,0,,\n")  # survival; b had no patches
+    assert read_captions(sheet) == {"a": "risk 0.531"}
+    assert read_captions(tmp_path / "missing.csv") == {}
+
+
+@pytest.fixture
+def heatmap_cli(monkeypatch):
+    """``main(["heatmap", ...])``, whether or not the command is registered in main.py yet."""
+    if "heatmap" not in cli_main.COMMANDS:
+        monkeypatch.setattr(cli_main, "COMMANDS", (*cli_main.COMMANDS, "heatmap"))
+    return lambda *args: cli_main.main(["heatmap", *map(str, args)])
+
+
+def _error_lines(capsys):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("pathattn")]
+
+
+def test_cli_missing_slide_then_moved_slide(make_slide, tmp_path, heatmap_cli, capsys):
+    job = TileJob(tmp_path / "tiles")
+    for name in ("a", "b"):
+        tile_slide(SlideEntry(name, make_slide(name, rect_image(), mpp=0.25)), job)
+        write_attention(tmp_path / "pred" / "attention" / f"{name}.h5", job.coords_path(name), np.arange(10.0))
+    (tmp_path / "pred" / "predictions.csv").write_text("slide_id,prediction,prob_0,prob_1\na,1,0.3,0.7\n")
+    moved = tmp_path / "moved" / "b.tif"
+    moved.parent.mkdir()
+    (tmp_path / "slides" / "b.tif").rename(moved)
+    out = tmp_path / "out"
+    assert heatmap_cli("--predictions", tmp_path / "pred", "--out", out, "--tiles", tmp_path / "tiles") == 1
+    errors = _error_lines(capsys)
+    assert len(errors) == 1 and "1 of 2 slides failed, first: b: slide not found" in errors[0]
+    rows = {line.split(",")[0]: line for line in (out / "manifest.csv").read_text().splitlines()[1:]}
+    assert ",done,10,abmil," in rows["a"] and "tissue/a.geojson" in rows["a"] and ",failed," in rows["b"]
+    assert sorted(p.name for p in out.glob("a_*")) == ["a_heatmap.geojson", "a_heatmap.png", "a_top20.geojson"]
+    assert not list(out.glob("b_*"))
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text(f"slide_id,slide_path\nb,{moved}\n")
+    assert heatmap_cli("--predictions", tmp_path / "pred", "--out", out, "--slides", sheet) == 0
+    rows = {line.split(",")[0]: line for line in (out / "manifest.csv").read_text().splitlines()[1:]}
+    assert ",skipped," in rows["a"] and ",done,10," in rows["b"] and str(moved) in rows["b"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--predictions", "{tmp}/nope"], "--predictions folder not found"),
+        (["--predictions", "{tmp}"], "holds no attention files"),
+        (["--predictions", "{tmp}", "--cmap", "rainbowish"], "--cmap rainbowish"),
+        (["--predictions", "{tmp}", "--alpha", "2"], "--alpha"),
+        (["--predictions", "{tmp}", "--tiles", "{tmp}/nope"], "--tiles folder not found"),
+        (["--predictions", "{tmp}", "--method", "rank"], "--method"),
+    ],
+)
+def test_cli_bad_options(tmp_path, heatmap_cli, capsys, args, needle):
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert heatmap_cli(*args, "--out", tmp_path / "out") == 2
+    errors = _error_lines(capsys)
+    assert len(errors) == 1 and needle in errors[0]
