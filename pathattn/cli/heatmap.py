@@ -54,14 +54,9 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
 
 def find_attention(folder: str | Path) -> list[Path]:
     """Attention files of a predict run: ``DIR/attention/*.h5``, or ``DIR/*.h5`` when given that folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PathattnError(f"--predictions folder not found: {folder}; pass the output folder of 'pathattn predict'")
-    source = folder / "attention" if (folder / "attention").is_dir() else folder
-    files = sorted(p for p in source.glob("*.h5") if not p.name.startswith("."))
-    if not files:
-        raise PathattnError(f"--predictions {folder} holds no attention files (attention/*.h5); run 'pathattn predict'")
-    return files
+    from pathattn.io.manifest import run_files
+
+    return run_files(folder, "attention", "--predictions", "predict")
 
 
 def _number(text: str | None) -> float | None:

@@ -33,7 +33,7 @@ from pathattn.extract.encoders import Encoder
 from pathattn.io.atomic import remove_stale_temporaries
 from pathattn.io.bags import read_bag, write_clam_pt, write_features
 from pathattn.io.coords import PatchCoords, read_coords
-from pathattn.io.manifest import write_manifest
+from pathattn.io.manifest import run_files, write_manifest
 from pathattn.io.slide import Slide
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -114,14 +114,7 @@ def resolve_workers(workers: int | None, device: torch.device) -> int:
 
 def find_coords(folder: str | Path) -> list[Path]:
     """Coordinate files of a tiling run: ``DIR/coords/*.h5``, or ``DIR/*.h5`` when given the coords folder."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise PathattnError(f"--coords folder not found: {folder}; pass the output folder of 'pathattn tile'")
-    source = folder / "coords" if (folder / "coords").is_dir() else folder
-    files = sorted(p for p in source.glob("*.h5") if not p.name.startswith("."))
-    if not files:
-        raise PathattnError(f"--coords {folder} holds no coordinate files (.h5); run 'pathattn tile' first")
-    return files
+    return run_files(folder, "coords", "--coords", "tile")
 
 
 def _provenance(encoder: Encoder, job: ExtractJob, coords: PatchCoords, slide_id: str) -> dict[str, object]:

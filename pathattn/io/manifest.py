@@ -16,6 +16,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from pathattn.errors import PathattnError
 from pathattn.io.atomic import write_text_atomic
 
 try:
@@ -63,6 +64,28 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text_atomic(path, buffer.getvalue())
+
+
+def run_files(folder: str | Path, subfolder: str, option: str, command: str) -> list[Path]:
+    """The ``.h5`` files of a stage's run folder: ``DIR/<subfolder>/*.h5``, or ``DIR/*.h5`` given that subfolder.
+
+    Args:
+        folder: the run folder (or its subfolder).
+        subfolder: where the stage writes its files (``coords``, ``attention``).
+        option: the command-line option that named the folder, for the error message.
+        command: the command that writes such a folder, for the error message.
+
+    Raises:
+        PathattnError: the folder is missing or holds no file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PathattnError(f"{option} folder not found: {folder}; pass the output folder of 'pathattn {command}'")
+    source = folder / subfolder if (folder / subfolder).is_dir() else folder
+    files = sorted(p for p in source.glob("*.h5") if not p.name.startswith("."))
+    if not files:
+        raise PathattnError(f"{option} {folder} holds no {subfolder} files (.h5); run 'pathattn {command}' first")
+    return files
 
 
 def read_manifest(path: Path) -> list[dict[str, str]]:
