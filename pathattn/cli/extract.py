@@ -16,6 +16,8 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options (see configs/extract/)")
     p.add_argument("--coords", type=str, required=True, help="output folder of 'pathattn tile' (or its coords/)")
+    p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
+                   help="extract only these slides of --coords (one job per slide in a workflow)")  # fmt: skip
     p.add_argument("--out", type=str, required=True, help="run folder: h5_files/, pt_files/, manifest.csv")
     p.add_argument("--encoder", type=str, default="resnet50_trunc",
                    help="a preset (docs/extract.md), a timm model name, or hf-hub:ORG/NAME")  # fmt: skip
@@ -60,10 +62,11 @@ def run(cfg: Namespace) -> int:
     from pathattn.extract.encoders import create_encoder
     from pathattn.extract.run import extract_batch, find_coords, resolve_device
     from pathattn.io.coords import read_coords
-    from pathattn.io.samples import read_sample_sheet
+    from pathattn.io.samples import read_sample_sheet, select_ids
 
     job = _job(cfg)
-    files = find_coords(cfg.coords)
+    found = {f.stem: f for f in find_coords(cfg.coords)}
+    files = list(select_ids(found, cfg.slide_ids, f"--coords {cfg.coords}").values())
     paths = {e.slide_id: e.path for e in read_sample_sheet(cfg.samples)} if cfg.samples else None
     resolve_device(cfg.device)
     encoder = create_encoder(cfg.encoder, cfg.weights)

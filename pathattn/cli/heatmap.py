@@ -35,10 +35,12 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options")
     p.add_argument("--predictions", type=str, required=True,
                    help="output folder of 'pathattn predict' (attention/{slide_id}.h5, predictions.csv)")  # fmt: skip
+    p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
+                   help="render only these slides of --predictions (one job per slide in a workflow)")  # fmt: skip
     p.add_argument("--out", type=str, required=True, help="folder of the PNG and GeoJSON files and manifest.csv")
     p.add_argument("--tiles", type=str | None, default=None,
                    help="'pathattn tile' output folder: its tissue/{slide_id}.geojson masks the heatmap")  # fmt: skip
-    p.add_argument("--slides", type=str | None, default=None,
+    p.add_argument("--samples", type=str | None, default=None,
                    help="sample sheet whose slide_path column points to slides that moved since tiling")  # fmt: skip
     p.add_argument("--method", type=str, default="percentile", choices=["percentile", "minmax", "softmax", "raw"],
                    help="per-slide normalisation (percentile: rank among the slide's patches)")  # fmt: skip
@@ -101,8 +103,8 @@ def _check(cfg: Namespace) -> None:
         raise PathattnError("--thumbnail-mpp must be a positive resolution in µm/px (e.g. 8)")
     if cfg.tiles is not None and not Path(cfg.tiles).is_dir():
         raise PathattnError(f"--tiles folder not found: {cfg.tiles}; pass the output folder of 'pathattn tile'")
-    if cfg.slides is not None and not Path(cfg.slides).is_file():
-        raise PathattnError(f"--slides sample sheet not found: {cfg.slides}; pass a CSV/TSV with a slide_path column")
+    if cfg.samples is not None and not Path(cfg.samples).is_file():
+        raise PathattnError(f"--samples sheet not found: {cfg.samples}; pass a CSV/TSV with a slide_path column")
 
 
 def _tissue_file(tiles: str | None, slide_id: str) -> Path | None:
@@ -146,11 +148,12 @@ def run(cfg: Namespace) -> int:
     from pathattn.cli.summary import summarize
     from pathattn.io.atomic import remove_stale_temporaries
     from pathattn.io.manifest import write_manifest
-    from pathattn.io.samples import read_sample_sheet
+    from pathattn.io.samples import read_sample_sheet, select_ids
 
     _check(cfg)
-    files = find_attention(cfg.predictions)
-    slide_paths = {e.slide_id: e.path for e in read_sample_sheet(cfg.slides)} if cfg.slides else {}
+    found = {f.stem: f for f in find_attention(cfg.predictions)}
+    files = list(select_ids(found, cfg.slide_ids, f"--predictions {cfg.predictions}").values())
+    slide_paths = {e.slide_id: e.path for e in read_sample_sheet(cfg.samples)} if cfg.samples else {}
     captions = read_captions(Path(cfg.predictions) / "predictions.csv")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

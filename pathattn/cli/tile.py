@@ -17,6 +17,8 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's private subc
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options (see configs/tile/)")
     p.add_argument("--slides", type=str, default=None, nargs="+", help="slide files and/or folders of slides")
     p.add_argument("--samples", type=str | None, default=None, help="sample sheet (CSV/TSV) with a slide_path column")
+    p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
+                   help="tile only these slides of --slides/--samples (one job per slide in a workflow)")  # fmt: skip
     p.add_argument("--out", type=str, required=True, help="run folder: coords/, tissue/, qc/, manifest.csv")
     p.add_argument("--mpp", type=float, default=0.5, help="target resolution of the patches, µm/px")
     p.add_argument("--patch-size", type=int, default=256, help="patch side in pixels at --mpp")
@@ -44,13 +46,15 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's private subc
 
 
 def _entries(cfg: Namespace):  # noqa: ANN202
-    from pathattn.io.samples import entries_from_paths, read_sample_sheet
+    from pathattn.io.samples import entries_from_paths, read_sample_sheet, select_ids
 
     if bool(cfg.slides) == bool(cfg.samples):
         raise PathattnError(
             "give either --slides (files or folders) or --samples (a sample sheet), not both or neither"
         )
-    return read_sample_sheet(cfg.samples) if cfg.samples else entries_from_paths(cfg.slides)
+    entries = read_sample_sheet(cfg.samples) if cfg.samples else entries_from_paths(cfg.slides)
+    source = f"--samples {cfg.samples}" if cfg.samples else "--slides"
+    return list(select_ids({e.slide_id: e for e in entries}, cfg.slide_ids, source).values())
 
 
 def _job(cfg: Namespace):  # noqa: ANN202

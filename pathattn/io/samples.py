@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from pathattn.errors import PathattnError
 from pathattn.io.slide import find_slides, slide_id_of
 
+T = TypeVar("T")
 PATH_COLUMNS = ("slide_path", "path")
 
 
@@ -123,3 +125,25 @@ def check_unique(entries: list[SlideEntry]) -> list[SlideEntry]:
             )
         seen[entry.slide_id] = entry.path
     return list({e.slide_id: e for e in entries}.values())
+
+
+def select_ids(found: Mapping[str, T], slide_ids: Sequence[str] | None, source: str) -> dict[str, T]:
+    """The items of the slides named by ``--slide-ids`` (all of them when ``slide_ids`` is None).
+
+    Args:
+        found: slide id → item (a file, a sample-sheet entry) available to the command.
+        slide_ids: the ids asked for, in the order of the result.
+        source: where ``found`` comes from (an option and its value), for the error message.
+
+    Raises:
+        PathattnError: an id is not among ``found``.
+    """
+    if slide_ids is None:
+        return dict(found)
+    unknown = [s for s in slide_ids if s not in found]
+    if unknown:
+        listed = ", ".join(unknown[:10]) + (f" (and {len(unknown) - 10} more)" if len(unknown) > 10 else "")
+        raise PathattnError(
+            f"--slide-ids: {len(unknown)} slide(s) not in {source}: {listed}; check the ids or run the earlier stage"
+        )
+    return {s: found[s] for s in slide_ids}

@@ -116,3 +116,22 @@ def test_config_file(make_slide, tmp_path):
     config.write_text("patch_size: 128\nmin_tissue: 0.5\n")
     assert _tile("--config", config, "--slides", slide, "--out", tmp_path / "o") == 0
     assert read_coords(tmp_path / "o" / "coords" / "s.h5").attrs["patch_size"] == 128
+
+
+def test_slide_ids_select_rows_of_the_sheet(make_slide, tmp_path, capsys):
+    """One job per slide (as the workflow runs it): each tiles its own row; the manifest gathers all."""
+    sheet = tmp_path / "samples.csv"
+    paths = [make_slide(name, tissue_image(), mpp=0.5) for name in ("a", "b")]
+    sheet.write_text("slide_id,slide_path\n" + "".join(f"S{k},{p}\n" for k, p in enumerate(paths)))
+    out = tmp_path / "o"
+    assert _tile("--samples", sheet, "--slide-ids", "S1", "--out", out) == 0
+    assert sorted(p.name for p in (out / "coords").iterdir()) == ["S1.h5"]
+    assert _tile("--samples", sheet, "--slide-ids", "S0", "--out", out) == 0
+    assert [row.split(",")[:2] for row in (out / "manifest.csv").read_text().splitlines()[1:]] == [
+        ["S0", "done"],
+        ["S1", "done"],
+    ]
+    capsys.readouterr()
+    assert _tile("--samples", sheet, "--slide-ids", "S0", "a", "--out", out) == 2
+    errors = _error_lines(capsys)
+    assert len(errors) == 1 and f"--slide-ids: 1 slide(s) not in --samples {sheet}: a;" in errors[0]

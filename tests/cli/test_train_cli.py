@@ -52,6 +52,34 @@ def test_train_then_predict(tmp_path, capsys):
         attention, coords = f["attention"][:], f["coords"][:]
         assert attention.shape == (len(coords), 1) and f["coords"].attrs["patch_size_level0"] == 512
         assert f.attrs["model"] == "abmil" and f.attrs["slide_id"] == "s1"
+    _predict_out_of_fold(tmp_path, capsys)
+
+
+def _predict_out_of_fold(tmp_path, capsys):
+    """--run predicts every slide with the checkpoint of the fold that tested it: the run's own predictions."""
+    run = {r["slide_id"]: r for r in read_manifest(tmp_path / "run" / "predictions.csv")}
+    (tmp_path / "run").rename(tmp_path / "moved")  # checkpoints are found again under RUN/fold_k/checkpoints
+    args = ["predict", "--run", str(tmp_path / "moved"), "--features", str(tmp_path / "f"), "--out"]
+    assert main([*args, str(tmp_path / "oof")]) == 0
+    rows = read_manifest(tmp_path / "oof" / "predictions.csv")
+    assert sorted(r["slide_id"] for r in rows) == sorted(run)
+    for row in rows:
+        expected = run[row["slide_id"]]
+        assert f"fold_{expected['fold']}" in row["checkpoint"] and row["prediction"] == expected["prediction"]
+        assert abs(float(row["prob_tumor"]) - float(expected["prob_tumor"])) < 1e-5
+    assert main([*args, str(tmp_path / "one"), "--slide-ids", "s3"]) == 0
+    assert [r["slide_id"] for r in read_manifest(tmp_path / "one" / "predictions.csv")] == ["s3"]
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "x"), "--slide-ids", "s3", "s99"]) == 2
+    err = capsys.readouterr().err
+    assert "--slide-ids: 1 slide(s) not in --run" in err and err.strip().endswith(
+        "s99; check the ids or run the earlier stage"
+    )
+    checkpoint = ["--checkpoint", str(tmp_path / "moved" / "fold_0" / "checkpoints" / "last.ckpt")]
+    assert main([*args, str(tmp_path / "x"), *checkpoint]) == 2
+    assert "not both or neither" in capsys.readouterr().err
+    assert main(["predict", "--run", str(tmp_path / "f"), "--features", str(tmp_path / "f"), "--out", "o"]) == 2
+    assert "has no predictions.csv" in capsys.readouterr().err
 
 
 def test_train_print_config_and_bad_input(tmp_path, capsys):

@@ -216,9 +216,24 @@ def test_cli_missing_slide_then_moved_slide(make_slide, tmp_path, heatmap_cli, c
     assert not list(out.glob("b_*"))
     sheet = tmp_path / "samples.csv"
     sheet.write_text(f"slide_id,slide_path\nb,{moved}\n")
-    assert heatmap_cli("--predictions", tmp_path / "pred", "--out", out, "--slides", sheet) == 0
+    assert heatmap_cli("--predictions", tmp_path / "pred", "--out", out, "--samples", sheet) == 0
     rows = {line.split(",")[0]: line for line in (out / "manifest.csv").read_text().splitlines()[1:]}
     assert ",skipped," in rows["a"] and ",done,10," in rows["b"] and str(moved) in rows["b"]
+
+
+def test_cli_slide_ids(make_slide, tmp_path, heatmap_cli, capsys):
+    """One job per slide (as the workflow runs it): only the named slide is rendered."""
+    job = TileJob(tmp_path / "tiles")
+    for name in ("a", "b"):
+        tile_slide(SlideEntry(name, make_slide(name, rect_image(), mpp=0.25)), job)
+        write_attention(tmp_path / "pred" / "attention" / f"{name}.h5", job.coords_path(name), np.arange(10.0))
+    out = tmp_path / "out"
+    args = ("--predictions", tmp_path / "pred", "--out", out, "--top-k", 3, "--slide-ids")
+    assert heatmap_cli(*args, "b") == 0
+    assert sorted(p.name for p in out.glob("*_*")) == ["b_heatmap.geojson", "b_heatmap.png", "b_top3.geojson"]
+    assert heatmap_cli(*args, "b", "c") == 2
+    errors = _error_lines(capsys)
+    assert len(errors) == 1 and f"--slide-ids: 1 slide(s) not in --predictions {tmp_path / 'pred'}: c;" in errors[0]
 
 
 @pytest.mark.parametrize(

@@ -141,3 +141,15 @@ def test_devices_and_workers():
             resolve_device("cuda")
     with pytest.raises(PathattnError, match="not a device"):
         resolve_device("tpu9")
+
+
+def test_cli_slide_ids(tiled, tmp_path, capsys):
+    out = tmp_path / "feats"
+    args = ["extract", "--coords", str(tiled.out), "--out", str(out), "--device", "cpu", "--workers", "0"]
+    assert main([*args, "--encoder", "test_resnet", "--slide-ids", "b"]) == 0
+    assert sorted(p.name for p in (out / "h5_files").iterdir()) == ["b.h5"]
+    capsys.readouterr()
+    assert main([*args, "--encoder", "test_resnet", "--slide-ids", "a", "c", "d"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--slide-ids: 2 slide(s) not in --coords {tiled.out}: c, d;" in err[0]
+    assert not (out / "h5_files" / "a.h5").exists()
