@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.pathattn-installed
 DEMO_OUT ?= demo_out
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,16 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Debian's chromium, which the report's browser test drives (tests/report/test_browser.py); sudo when not root.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || command -v sudo); \
+		$$sudo apt-get update && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+
 demo: install
 	$(BIN)/pathattn demo --out $(DEMO_OUT)
 
-test: install
+test: install browser
 	$(BIN)/pytest
 
 lint: install
