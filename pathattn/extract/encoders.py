@@ -254,7 +254,7 @@ def build_model(spec: EncoderSpec) -> nn.Module:
 
 
 def create_encoder(
-    name: str, weights: str | os.PathLike[str] | None = None, *, device: str | torch.device = "cpu"
+    name: str, weights: str | os.PathLike[str] | None = None, *, device: str | torch.device = "cpu", seed: int = 0
 ) -> Encoder:
     """Create an encoder by name, with weights from a local file (or random weights without one).
 
@@ -281,7 +281,7 @@ def create_encoder(
     else:
         raise _unknown_name_error(name)
     if weights is None:
-        model, sha, file = _build_random(build, torch.device(device)), RANDOM_INIT, ""
+        model, sha, file = _build_random(build, torch.device(device), seed), RANDOM_INIT, ""
     else:
         model = _build_with_weights(build, Path(weights), name, spec)
         sha, file = sha256_file(weights), str(Path(weights).resolve())
@@ -292,11 +292,13 @@ def create_encoder(
     return Encoder(model, name, spec, embed_dim, size, mean, std, weights_sha256=sha, weights_file=file)
 
 
-def _build_random(build: Callable[[], nn.Module], device: torch.device) -> nn.Module:
-    """Build with random weights; on the ``meta`` device directly (shapes only, nothing allocated)."""
-    if device.type != "meta":
-        return build()
-    with torch.device("meta"):
+def _build_random(build: Callable[[], nn.Module], device: torch.device, seed: int) -> nn.Module:
+    """Build with random weights drawn from ``seed``; on the ``meta`` device directly (shapes only)."""
+    if device.type == "meta":
+        with torch.device("meta"):
+            return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         return build()
 
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 Task = Literal["classification", "survival"]
 SurvivalLoss = Literal["nll", "cox"]
+FeatureNorm = Literal["standardize", "none"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class TrainConfig:
         n_bins: time bins of the ``nll`` survival loss.
         aem_lambda: weight of the AEM attention-entropy regulariser (0: off).
         aem_anneal: ``cosine`` anneals the AEM weight to 0.
+        feature_norm: ``standardize`` each feature dimension with the mean and standard deviation of the
+            training fold's instances (stored in the checkpoint and applied at prediction); ``none`` uses the
+            features as they are. Encoders whose features share a large common component (random-init CNNs,
+            some foundation models) train much better standardised.
         skip_missing: train without slides that have no feature file (else an error lists them).
         deterministic: deterministic algorithms (reproducible, sometimes slower).
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
@@ -70,6 +75,7 @@ class TrainConfig:
     n_bins: int = 4
     aem_lambda: float = 0.0
     aem_anneal: Literal["none", "cosine"] = "none"
+    feature_norm: FeatureNorm = "standardize"
     skip_missing: bool = False
     deterministic: bool = True
     accelerator: str = "auto"

@@ -190,7 +190,8 @@ class BagDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _features(self, index: int) -> np.ndarray:
+    def bag(self, index: int) -> np.ndarray:
+        """All (N, D) features of bag ``index`` (no subsampling), loaded once when caching."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         features = load_features(self.paths[self.samples[index].slide_id], self.embed_dim)
@@ -199,11 +200,30 @@ class BagDataset(Dataset):
         return features
 
     def __getitem__(self, index: int) -> dict[str, object]:
-        features = torch.from_numpy(self._features(index))
+        features = torch.from_numpy(self.bag(index))
         if self.max_instances is not None and len(features) > self.max_instances:
             features = features[torch.randperm(len(features))[: self.max_instances]]
         sample = self.samples[index]
         return {"features": features, "label": sample.label, "time": sample.time, "event": sample.event, "index": index}
+
+
+def feature_stats(dataset: BagDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation over every instance of every bag (float64 sums).
+
+    Returns:
+        mean (D,) and std (D,), both float32; zeros for a dataset without instances.
+    """
+    total = np.zeros(dataset.embed_dim, np.float64)
+    squares = np.zeros(dataset.embed_dim, np.float64)
+    count = 0
+    for index in range(len(dataset)):
+        features = dataset.bag(index).astype(np.float64)
+        total += features.sum(axis=0)
+        squares += np.square(features).sum(axis=0)
+        count += len(features)
+    mean = total / max(count, 1)
+    variance = np.maximum(squares / max(count, 1) - np.square(mean), 0.0)
+    return mean.astype(np.float32), np.sqrt(variance).astype(np.float32)
 
 
 def collate_bags(items: Sequence[Mapping[str, object]]) -> dict[str, torch.Tensor]:

@@ -28,7 +28,16 @@ from pathattn.io.atomic import write_text_atomic
 from pathattn.io.manifest import write_csv
 from pathattn.registry import create_model
 from pathattn.train.config import TrainConfig
-from pathattn.train.data import BagDataset, Sample, Task, collate_bags, feature_dim, match_features, read_samples
+from pathattn.train.data import (
+    BagDataset,
+    Sample,
+    Task,
+    collate_bags,
+    feature_dim,
+    feature_stats,
+    match_features,
+    read_samples,
+)
 from pathattn.train.metrics import (
     bootstrap_metrics,
     classification_metrics,
@@ -99,7 +108,10 @@ def _fit_fold(
     system = MILSystem(
         create_model(spec["name"], **spec["kwargs"]), cfg.task, cfg.lr, cfg.weight_decay, weights,
         cfg.survival_loss, cfg.aem_lambda, cfg.aem_anneal, model_spec=spec, class_names=list(classes),
+        feature_norm=cfg.feature_norm,
     )  # fmt: skip
+    if cfg.feature_norm == "standardize":
+        system.set_feature_stats(*map(torch.from_numpy, feature_stats(datasets["train"])))
     folder = cfg.out / f"fold_{k}"
     has_val = len(datasets["val"]) > 0
     monitor = f"val/{cfg.monitor}"

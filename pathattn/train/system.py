@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from pathattn.errors import PathattnError
-from pathattn.train.config import SurvivalLoss, Task
+from pathattn.train.config import FeatureNorm, SurvivalLoss, Task
 
 
 class MILSystem(L.LightningModule):
@@ -42,6 +42,9 @@ class MILSystem(L.LightningModule):
         model_spec: the registered name and keyword arguments of ``model`` (saved with checkpoints, so
             :meth:`load` can rebuild the network).
         class_names: the class names in index order (classification), saved for prediction.
+        feature_norm: ``standardize`` subtracts a per-dimension mean and divides by a per-dimension standard
+            deviation (buffers set by :meth:`set_feature_stats` from the training fold and saved with the
+            checkpoint) before the network; ``none`` feeds the features as they are.
 
     For survival with ``nll``, ``batch["label"]`` holds each bag's time-bin index.
     """
@@ -59,20 +62,36 @@ class MILSystem(L.LightningModule):
         clam_bag_weight: float = 0.7,
         model_spec: dict[str, Any] | None = None,
         class_names: list[str] | None = None,
+        feature_norm: FeatureNorm = "none",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"])
         self.model = model
+        dim = int(model.in_dim)
+        self.register_buffer("feature_mean", torch.zeros(dim))
+        self.register_buffer("feature_std", torch.ones(dim))
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.register_buffer("class_weights", weights, persistent=False)
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"val": [], "test": []}
 
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Set the statistics of ``feature_norm="standardize"``: ``mean`` and ``std`` (D,); a zero std counts as 1."""
+        std = torch.as_tensor(std, dtype=torch.float32)
+        self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feature_std.copy_(torch.where(std > 1e-12, std, torch.ones_like(std)))
+
+    def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        """``features`` (B, N, D) as the network sees them (standardised when ``feature_norm`` says so)."""
+        if self.hparams.get("feature_norm", "none") == "none":
+            return features
+        return (features - self.feature_mean.to(features.dtype)) / self.feature_std.to(features.dtype)
+
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> Any:
-        """Inference: the model's output for ``features`` (B, N, D) and ``mask`` (B, N)."""
-        return self.model(features, mask)
+        """The network's output for raw ``features`` (B, N, D) and ``mask`` (B, N), after :meth:`normalize`."""
+        return self.model(self.normalize(features), mask)
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        output = self.model(batch["features"], batch["mask"])
+        output = self(batch["features"], batch["mask"])
         terms = self._loss_terms(output, batch)
         total = torch.stack(list(terms.values())).sum()
         size = len(batch["index"])
@@ -88,7 +107,7 @@ class MILSystem(L.LightningModule):
         self._evaluate(batch, "test")
 
     def predict_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        output = self.model(batch["features"], batch["mask"])
+        output = self(batch["features"], batch["mask"])
         return {"index": batch["index"], "scores": self.scores(output.logits), "logits": output.logits,
                 "attention": output.attention, "mask": batch["mask"]}  # fmt: skip
 
@@ -172,7 +191,7 @@ class MILSystem(L.LightningModule):
         return risk_from_hazards(logits.float())[:, None]
 
     def _evaluate(self, batch: Mapping[str, torch.Tensor], stage: str) -> None:
-        output = self.model(batch["features"], batch["mask"])
+        output = self(batch["features"], batch["mask"])
         loss = self._task_loss(output.logits, batch)
         self.log(f"{stage}/loss", loss, batch_size=len(batch["index"]), on_epoch=True)
         keep = ("label", "time", "event", "index")

@@ -202,3 +202,12 @@ def test_token_output_is_refused(monkeypatch):
         "test_vit", pretrained=False, num_classes=0, global_pool=""))  # fmt: skip
     with pytest.raises(PathattnError, match="returns tokens"):
         create_encoder("test_vit_tokens")
+
+
+def test_random_init_is_seeded_and_leaves_the_global_random_state_alone():
+    state = torch.random.get_rng_state()
+    first = create_encoder("resnet18").model.state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    again, other = create_encoder("resnet18").model.state_dict(), create_encoder("resnet18", seed=1).model.state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["conv1.weight"], other["conv1.weight"])

@@ -10,6 +10,7 @@ from pathattn.train.data import (
     BagDataset,
     collate_bags,
     feature_dim,
+    feature_stats,
     load_features,
     match_features,
     read_samples,
@@ -100,3 +101,13 @@ def test_padded_batches_and_subsampling(tmp_path):
     assert drawn.shape == (4, 4)
     full = load_features(paths["c"])
     assert all(any(np.allclose(row, f) for f in full) for row in drawn.numpy())  # a subset of the bag's rows
+
+
+def test_feature_stats_pool_every_instance_of_every_bag(tmp_path):
+    feats = _bags(tmp_path, {"a": 5, "b": 0, "c": 9})
+    samples, _ = read_samples(_sheet(tmp_path), "classification")
+    samples, paths = match_features(samples, feats)
+    mean, std = feature_stats(BagDataset(samples, paths, 4))
+    pooled = np.concatenate([load_features(paths[s]) for s in ("a", "b", "c")])
+    np.testing.assert_allclose(mean, pooled.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(std, pooled.std(0), rtol=1e-5)

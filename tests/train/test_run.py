@@ -92,3 +92,26 @@ def test_bad_input(tmp_path, edit, kwargs, needle):
     cfg.samples.write_text(edit(cfg.samples.read_text()))
     with pytest.raises(PathattnError, match=needle):
         train_cv(cfg)
+
+
+@pytest.mark.parametrize("norm", ["standardize", "none"])
+def test_checkpoints_carry_the_training_folds_feature_statistics(tmp_path, norm):
+    import torch
+
+    from pathattn.io.bags import read_bag
+    from pathattn.train.splits import load_splits
+    from pathattn.train.system import MILSystem
+
+    cfg = config(tmp_path, max_epochs=1, feature_norm=norm)
+    train_cv(cfg)
+    fold = load_splits(cfg.out / "splits.json").folds[0]
+    system = MILSystem.load(cfg.out / "fold_0" / "checkpoints" / "last.ckpt")
+    pooled = np.concatenate([read_bag(cfg.features / "pt_files" / f"{s}.pt").features for s in fold.train])
+    x = torch.randn(1, 5, pooled.shape[1])
+    if norm == "none":
+        assert torch.equal(system.normalize(x), x)
+        return
+    np.testing.assert_allclose(system.feature_mean.numpy(), pooled.mean(0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(system.feature_std.numpy(), pooled.std(0), rtol=1e-4)
+    expected = (x - torch.from_numpy(pooled.mean(0))) / torch.from_numpy(pooled.std(0))
+    torch.testing.assert_close(system.normalize(x), expected, rtol=1e-4, atol=1e-5)
