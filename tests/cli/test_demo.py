@@ -1,20 +1,66 @@
-"""`pathattn demo` runs every built stage on a small synthetic cohort, and a re-run resumes."""
+"""`pathattn demo`: the Snakemake command it runs and its errors (the whole run: tests/workflow)."""
 
+import sys
+from pathlib import Path
+
+import pytest
+
+from pathattn.cli import demo
 from pathattn.cli.main import main
-from pathattn.io.bags import find_bags, read_bag
-from pathattn.io.manifest import read_manifest
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def test_demo_end_to_end_and_resume(tmp_path, capsys):
-    out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--n-slides", "2", "--encoder", "test_resnet", "--workers", "1"]
-    assert main(args) == 0
-    assert "demo finished" in capsys.readouterr().out
-    bags = find_bags(out / "extract")
-    assert sorted(bags) == ["slide_000", "slide_001"]
-    for path in bags.values():
-        bag = read_bag(path)
-        assert len(bag) > 50 and bag.coords is not None and bag.attrs["encoder"] == "test_resnet"
-    assert main(args) == 0  # everything is finished: the re-run only skips
-    assert {row["status"] for row in read_manifest(out / "tile" / "manifest.csv")} == {"skipped"}
-    assert {row["status"] for row in read_manifest(out / "extract" / "manifest.csv")} == {"skipped"}
+def test_snakemake_command_runs_the_workflow_in_the_out_folder(tmp_path):
+    config = REPO / "workflows" / "demo" / "config.yaml"
+    command = demo.snakemake_command(REPO, tmp_path, config, None)
+    assert command[0] == str(Path(sys.executable).parent / "snakemake")
+    assert command[1:] == [
+        "-s", str(REPO / "snakemake" / "Snakefile"), "--configfile", str(config), "--directory", str(tmp_path),
+        "--workflow-profile", str(REPO / "snakemake" / "profiles" / "local"), "--cores", "all",
+    ]  # fmt: skip
+    assert demo.snakemake_command(REPO, tmp_path, config, 3)[-2:] == ["--cores", "3"]
+    assert demo.repository() == REPO
+
+
+def test_results_folder_of_a_study_config(tmp_path):
+    assert demo.results_folder(REPO / "workflows" / "demo" / "config.yaml") == Path("results/demo")
+    (tmp_path / "s.yaml").write_text("study: x\nresults: out/x\n")
+    assert demo.results_folder(tmp_path / "s.yaml") == Path("out/x")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--cores", "0"], "--cores must be at least 1"),
+        (["--configfile", "{tmp}/none.yaml"], "--configfile {tmp}/none.yaml is not a study config"),
+        (["--configfile", "{tmp}/list.yaml"], "--configfile {tmp}/list.yaml is not a study config"),
+        (["--n-slides", "0"], "--n-slides must be at least 1"),
+    ],
+)
+def test_bad_options(tmp_path, capsys, args, needle):
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert main(["demo", "--out", str(tmp_path / "o"), *args]) == 2
+    assert needle.format(tmp=tmp_path) in capsys.readouterr().err
+
+
+def test_without_the_repository(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(demo, "__file__", str(tmp_path / "site-packages" / "pathattn" / "cli" / "demo.py"))
+    assert main(["demo", "--out", str(tmp_path / "o")]) == 2
+    assert "run the demo from a checkout of the repository" in capsys.readouterr().err
+
+
+def test_a_failed_workflow_exits_1_and_says_where_the_logs_are(tmp_path, capfd):
+    config = tmp_path / "broken.yaml"
+    config.write_text((REPO / "workflows" / "demo" / "config.yaml").read_text() + "unknown_key: 1\n")
+    out = tmp_path / "o"
+    args = ["demo", "--out", str(out), "--n-slides", "1", "--width", "512", "--height", "512", "--configfile"]
+    assert main([*args, str(config)]) == 1
+    err = capfd.readouterr().err
+    assert "('unknown_key' was unexpected)" in err
+    assert err.strip().splitlines()[-1] == (
+        f"pathattn demo: error: the workflow failed (snakemake exit 1); each job's log is under "
+        f"{out / 'results' / 'demo' / 'logs'}, and running the demo again resumes"
+    )
+    assert (out / "cohort" / "samples.csv").is_file()
