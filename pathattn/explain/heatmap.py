@@ -174,6 +174,29 @@ def _box_sum(boxes: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> 
     return table.cumsum(axis=0).cumsum(axis=1)[:height, :width]
 
 
+def patch_mean(
+    coords: np.ndarray, patch_size_level0: int, values: np.ndarray, shape: tuple[int, int], scale: float
+) -> np.ndarray:
+    """The mean value of the patches covering each pixel of an image of the slide.
+
+    Args:
+        coords: (N, 2) level-0 top-left x, y of the patches.
+        patch_size_level0: patch side in level-0 pixels.
+        values: (N,) one value per patch; non-finite values are left out.
+        shape: (H, W) of the image.
+        scale: image pixels per level-0 pixel.
+
+    Returns:
+        (H, W) float64; NaN where no patch with a finite value covers the pixel.
+    """
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+    boxes = _patch_boxes(np.asarray(coords)[finite], patch_size_level0, shape, scale)
+    total = _box_sum(boxes, values[finite], shape)
+    count = np.rint(_box_sum(boxes, np.ones(len(boxes)), shape))
+    return np.divide(total, count, out=np.full(shape, np.nan), where=count > 0)
+
+
 def tissue_mask(tissue: BaseGeometry, shape: tuple[int, int], scale: float) -> np.ndarray:
     """Tissue polygons (level-0 pixels) rasterised at thumbnail scale: (H, W) bool.
 
@@ -217,15 +240,11 @@ def render_heatmap(
         image: (H, W, 3) uint8 RGB.
     """
     shape = thumbnail.shape[:2]
-    values = np.asarray(values, np.float64)
-    finite = np.isfinite(values)
-    boxes = _patch_boxes(np.asarray(coords)[finite], patch_size_level0, shape, 1.0 / level0_per_px)
-    total = _box_sum(boxes, values[finite], shape)
-    count = np.rint(_box_sum(boxes, np.ones(len(boxes)), shape))
-    drawn = count > 0
+    mean = patch_mean(coords, patch_size_level0, values, shape, 1.0 / level0_per_px)
+    drawn = np.isfinite(mean)
     if tissue is not None:
         drawn &= tissue_mask(tissue, shape, 1.0 / level0_per_px)
-    mean = np.clip(total[drawn] / count[drawn], 0.0, 1.0)
+    mean = np.clip(mean[drawn], 0.0, 1.0)
     colors = matplotlib.colormaps[cmap](mean)[:, :3] * 255.0
     image = thumbnail.copy()
     image[drawn] = np.round((1.0 - alpha) * thumbnail[drawn] + alpha * colors).astype(np.uint8)
