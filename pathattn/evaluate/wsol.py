@@ -241,17 +241,6 @@ def map_ious(
     return largest[group], every[group]
 
 
-def box_sweep(
-    maps: Sequence[np.ndarray], gt_boxes: Sequence[np.ndarray], thresholds: np.ndarray, mode: Mode = "default"
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`map_ious` over images: (N, T) IoUs of the largest component and (N, T) best over all boxes."""
-    if len(maps) != len(gt_boxes):
-        raise ValueError(f"{len(maps)} score maps but {len(gt_boxes)} ground-truth box sets")
-    pairs = [map_ious(m, b, thresholds, mode) for m, b in zip(maps, gt_boxes, strict=True)]
-    empty = np.zeros((0, len(thresholds)))
-    return (np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])) if pairs else (empty, empty)
-
-
 def box_accuracy(ious: np.ndarray, delta: float) -> np.ndarray:
     """BoxAcc(τ, δ) for every threshold: (T,) fraction of the N images with IoU ≥ δ, from (N, T) IoUs."""
     return (np.asarray(ious) >= delta).mean(axis=0)

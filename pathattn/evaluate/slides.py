@@ -1,0 +1,226 @@
+"""Inputs of whole-slide localization: per-patch scores, the slide's raster, its tissue and tumor ground truth.
+
+Per-patch scores come from any of:
+
+* ``pathattn predict``: ``PRED/attention/{slide_id}.h5`` (dataset ``attention``, (N, K) raw scores, with
+  ``coords`` and the tiling attributes); ``--head`` picks the column;
+* any HDF5 file with ``coords`` (N, 2) and a dataset of (N,) or (N, K) scores, or (N, h, w) maps (a CAM
+  per patch), named by ``dataset``;
+* ``pathattn explain``: ``EXPLAIN/slides/{slide_id}.json`` records, whose ``patches`` block holds
+  per-patch lists (``single_effect`` for HIPPO's effect of removing each patch); their coordinates come
+  from the feature files the explanation ran on (``--features``).
+
+A slide takes part when it has scores and an annotation file ``{slide_id}.geojson`` (a tumor-free slide
+needs a file without regions: a missing file means "not annotated", and the slide is skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from pathattn.errors import PathattnError
+from pathattn.evaluate.protocol import Sample
+from pathattn.evaluate.rasters import SlideGrid, lesion_boxes, patch_fractions, patch_raster, region_mask
+from pathattn.io.coords import plain_attr
+from pathattn.io.geojson import read_annotations
+
+POSITIVE_FRACTION = 0.5  # a patch at least half inside the tumor is a tumor patch; one not touching it is not
+
+
+@dataclass
+class PatchScores:
+    """One slide's per-patch scores and its tiling.
+
+    Args:
+        slide_id: the slide.
+        coords: (N, 2) level-0 top-left x, y.
+        values: (N,) scores or (N, h, w) per-patch maps; non-finite values are masked patches.
+        attrs: the tiling attributes (``patch_size_level0``, ``level0_width``, ``level0_height``, ``mpp_level0``).
+    """
+
+    slide_id: str
+    coords: np.ndarray
+    values: np.ndarray
+    attrs: dict
+
+    def attr(self, name: str) -> float:
+        """A tiling attribute as a number.
+
+        Raises:
+            PathattnError: the attribute is missing.
+        """
+        value = self.attrs.get(name)
+        if value is None:
+            raise PathattnError(
+                f"slide {self.slide_id}: the coordinates lack the '{name}' attribute; "
+                "score files need the tiling attributes of 'pathattn tile' (predict and extract copy them)"
+            )
+        return float(value)
+
+
+def find_score_files(folder: str | Path) -> dict[str, Path]:
+    """Score files by slide id: ``DIR/attention/*.h5``, ``DIR/slides/*.json`` (explain) or ``DIR/*.h5``.
+
+    Raises:
+        PathattnError: the folder is missing or holds none.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise PathattnError(f"--scores folder not found: {folder}; pass 'pathattn predict' or 'explain' output")
+    for pattern in ("attention/*.h5", "slides/*.json", "*.h5"):
+        files = {p.stem: p for p in sorted(folder.glob(pattern)) if not p.name.startswith(".")}
+        if files:
+            return files
+    raise PathattnError(f"--scores {folder} holds no attention/*.h5, slides/*.json or *.h5 files")
+
+
+def _select(values: np.ndarray, head: int, source: str) -> np.ndarray:
+    if values.ndim == 2:
+        if not 0 <= head < values.shape[1]:
+            raise PathattnError(f"{source}: --head {head} does not exist (0 to {values.shape[1] - 1})")
+        return values[:, head]
+    if values.ndim not in (1, 3):
+        raise PathattnError(f"{source}: scores must be (N,), (N, K) or (N, h, w) maps; got shape {values.shape}")
+    return values
+
+
+def _read_h5(path: Path, dataset: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    try:
+        with h5py.File(path, "r") as f:
+            if dataset not in f or "coords" not in f:
+                raise PathattnError(f"{path} has no '{dataset}' or 'coords' dataset; pass --dataset with its name")
+            attrs = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
+            return np.asarray(f["coords"][:], np.int64).reshape(-1, 2), np.asarray(f[dataset][:], np.float64), attrs
+    except OSError as err:
+        raise PathattnError(f"{path} is not a readable HDF5 file ({err})") from None
+
+
+def _read_record(path: Path, key: str, features: Path | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Per-patch values of a ``pathattn explain`` record, with the coordinates of its feature file."""
+    try:
+        patches = json.loads(path.read_text(encoding="utf-8")).get("patches", {})
+    except (OSError, ValueError) as err:
+        raise PathattnError(f"{path} is not a readable JSON record ({err})") from None
+    if key not in patches:
+        raise PathattnError(f"{path} has no per-patch '{key}'; it has {sorted(patches)} (pass one as --dataset)")
+    if features is None:
+        raise PathattnError("scores from 'pathattn explain' records need --features (the patches' coordinates)")
+    coords, _, attrs = _read_h5(features / "h5_files" / f"{path.stem}.h5", "features")
+    return coords, np.asarray(patches[key], np.float64), attrs
+
+
+def read_patch_scores(
+    path: Path, dataset: str = "attention", head: int = 0, features: Path | None = None
+) -> PatchScores:
+    """One slide's scores (module docstring for the accepted files).
+
+    Raises:
+        PathattnError: the file is unreadable, lacks the dataset or the head, or its rows disagree with coords.
+    """
+    if path.suffix == ".json":
+        coords, values, attrs = _read_record(path, dataset, features)
+    else:
+        coords, values, attrs = _read_h5(path, dataset)
+    values = _select(values, head, str(path))
+    if len(values) != len(coords):
+        raise PathattnError(f"{path}: {len(values)} scores for {len(coords)} patches; the files do not belong together")
+    return PatchScores(path.stem, coords, values, attrs)
+
+
+def read_geometry(path: Path, classes: Sequence[str] | None = None) -> BaseGeometry:
+    """The union of a GeoJSON file's regions of the given classes (all classes when None)."""
+    regions = [a.geometry for a in read_annotations(path) if classes is None or a.name in classes]
+    return shapely.union_all(regions) if regions else shapely.Polygon()
+
+
+@dataclass
+class SlideTruth:
+    """A slide's raster and ground truth.
+
+    Args:
+        grid: the raster.
+        region: (H, W) bool, the evaluated pixels (tissue).
+        sample: the ground truth for the metrics (tumor mask inside the region, the rest ignored; lesion boxes).
+        fractions: (N,) tumor fraction of each patch.
+    """
+
+    grid: SlideGrid
+    region: np.ndarray
+    sample: Sample
+    fractions: np.ndarray
+
+    @property
+    def has_tumor(self) -> bool:
+        return bool(self.sample.truth is not None and self.sample.truth.any())
+
+
+def slide_truth(
+    patches: PatchScores, annotation: Path, tissue: Path | None, mpp: float, classes: Sequence[str] | None = None
+) -> SlideTruth:
+    """Rasterise the tissue and the tumor of one slide on its grid at ``mpp`` µm/px.
+
+    The region is the tissue of ``tissue`` (the tiling's tissue GeoJSON), else the patches' footprints.
+    """
+    size = (int(patches.attr("level0_width")), int(patches.attr("level0_height")))
+    grid = SlideGrid.at_mpp(size, patches.attr("mpp_level0"), mpp)
+    side = int(patches.attr("patch_size_level0"))
+    if tissue is not None:
+        region = region_mask(read_geometry(tissue), grid)
+    else:
+        region = np.isfinite(patch_raster(patches.coords, side, np.ones(len(patches.coords)), grid))
+    tumor = read_geometry(annotation, classes)
+    truth = region_mask(tumor, grid) & region
+    sample = Sample(patches.slide_id, truth=truth, ignore=~region, boxes=lesion_boxes(tumor, grid))
+    return SlideTruth(grid, region, sample, patch_fractions(patches.coords, side, tumor))
+
+
+def patch_labels(fractions: np.ndarray) -> np.ndarray:
+    """Patch labels for patch-level metrics: 1 at least half tumor, 0 tumor-free, -1 border (left out)."""
+    labels = np.full(len(fractions), -1, np.int64)
+    labels[fractions >= POSITIVE_FRACTION] = 1
+    labels[fractions == 0] = 0
+    return labels
+
+
+def assign_splits(
+    has_tumor: dict[str, bool],
+    calibration_ids: Sequence[str] | None = None,
+    n_calibration: int = 6,
+    seed: int = 0,
+) -> tuple[list[str], list[str]]:
+    """The calibration and test slides.
+
+    Given ``calibration_ids``, those slides calibrate and the others are the test split. Otherwise
+    ``n_calibration`` slides are drawn at random (seeded), half of them (rounded up) with tumor.
+
+    Raises:
+        PathattnError: a named slide is not evaluable, or the split leaves no tumor slide on either side.
+    """
+    ids = sorted(has_tumor)
+    if calibration_ids is not None:
+        unknown = sorted(set(calibration_ids) - set(ids))
+        if unknown:
+            raise PathattnError(f"calibration slides {unknown[:5]} have no scores or no annotation file")
+        calibration = sorted(set(calibration_ids))
+    else:
+        rng = np.random.default_rng(seed)
+        tumor, normal = [s for s in ids if has_tumor[s]], [s for s in ids if not has_tumor[s]]
+        n_tumor = min(len(tumor), (n_calibration + 1) // 2)
+        n_normal = min(len(normal), n_calibration - n_tumor)
+        calibration = sorted(str(s) for s in [*rng.permutation(tumor)[:n_tumor], *rng.permutation(normal)[:n_normal]])
+    test = [s for s in ids if s not in set(calibration)]
+    for name, split in (("calibration", calibration), ("test", test)):
+        if not any(has_tumor[s] for s in split):
+            raise PathattnError(
+                f"the {name} split has no slide with tumor ({len(split)} slides); "
+                "annotate more tumor slides or choose the calibration slides with --calibration-ids"
+            )
+    return calibration, test
