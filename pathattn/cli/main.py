@@ -24,7 +24,7 @@ from jsonargparse import ArgumentParser
 from pathattn import __version__
 from pathattn.errors import PathattnError
 
-COMMANDS = ("tile", "extract", "train", "predict", "heatmap", "evaluate", "report", "synth", "demo")
+COMMANDS = ("tile", "extract", "train", "predict", "heatmap", "explain", "evaluate", "report", "synth", "demo")
 
 
 def _one_line(text: object) -> str:

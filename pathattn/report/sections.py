@@ -8,6 +8,7 @@ section by adding a builder there.
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -17,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from pathattn.errors import PathattnError
-from pathattn.report.figures import km_figure, roc_pr_figure
-from pathattn.report.inputs import COMMANDS, ReportInputs, numbers
-from pathattn.report.slides import heatmap_ids, slide_images
+from pathattn.report.figures import image_uri, km_figure, roc_pr_figure
+from pathattn.report.inputs import COMMANDS, ReportInputs, numbers, read_rows
+from pathattn.report.slides import heatmap_ids, read_rgb, slide_images
 from pathattn.report.stats import logrank_test
 
 CI_SUFFIXES = ("_ci_low", "_ci_high")
@@ -286,12 +287,75 @@ def stages_section(inputs: ReportInputs) -> Section | None:
     return Section("stages", "Pipeline stages", STAGES_HTML, {"rows": rows, "failures": failures})
 
 
+EXPLAIN_HTML = """\
+<p>{{ data.n_slides }} slides explained by counterfactuals (pathattn explain): the effect of removing a slide's
+top-attention patches, the patches HIPPO's greedy search removes first, and random patches (sets of the same
+size; effect = objective before minus after).</p>
+{% from "macros" import table %}{% if data.tests %}{{ table(data.test_headers, data.tests, "explain-tests") }}
+<p class="note">Paired Wilcoxon signed-rank tests across slides; r: matched-pairs rank-biserial correlation (1: the
+first set has the larger effect on every slide). Spearman correlation of attention with single-patch effect:
+{{ data.correlation }}.</p>{% endif %}
+{% if data.flagged %}<h3>Flagged slides</h3>{{ table(["slide", "flag"], data.flagged, "explain-flags") }}{% endif %}
+<details><summary>Per slide</summary>{{ table(data.headers, data.rows, "explain-slides") }}</details>
+<div class="pair">{% for f in data.figures %}<figure><img src="{{ f.uri }}" alt="removal curves of {{ f.slide_id }}">
+<figcaption>{{ f.slide_id }}</figcaption></figure>{% endfor %}</div>
+"""
+EXPLAIN_COLUMNS = (
+    "slide_id",
+    "label",
+    "decision",
+    "k",
+    "effect_top_attention",
+    "effect_top_effect",
+    "effect_random",
+    "spearman_attention_effect",
+    "region_share",
+    "overlooked_small_tumor",
+    "driven_by_non_tumor",
+)
+EXPLAIN_FLAGS = ("overlooked_small_tumor", "driven_by_non_tumor")
+EXPLAIN_FIGURES = 6
+
+
+def explain_section(inputs: ReportInputs) -> Section | None:
+    """Counterfactual evidence of ``explain/``: paired tests across slides, flags, per-slide effects, curves."""
+    folder = inputs.layout.root / "explain"
+    summary = read_rows(folder / "summary.csv", "re-run 'pathattn explain'")
+    if not summary:
+        return None
+    cohort_file = folder / "cohort.json"
+    cohort = json.loads(cohort_file.read_text(encoding="utf-8")) if cohort_file.is_file() else {}
+    tests = [[f"{t['first']} vs {t['second']}", t["n"], fmt(t["median_first"]), fmt(t["median_second"]),
+              fmt(t["median_difference"]), fmt(t["p_value"], 4), fmt(t["rank_biserial"])]
+             for t in cohort.get("tests", [])]  # fmt: skip
+    rho = cohort.get("spearman_attention_effect", {})
+    flagged = [[s, f] for s, row in summary.items() for f in EXPLAIN_FLAGS if row.get(f) == "True"]
+    order = sorted(summary, key=lambda s: (not any(s == f[0] for f in flagged), s))
+    curves = [(s, folder / "figures" / f"{s}_curves.png") for s in order]
+    data = {
+        "n_slides": len(summary),
+        "test_headers": ["comparison", "slides", "median first", "median second", "median difference", "p", "r"],
+        "tests": tests,
+        "correlation": f"median {fmt(rho.get('median'))}, positive on {fmt(rho.get('share_positive'), 2)} of slides",
+        "flagged": flagged,
+        "headers": list(EXPLAIN_COLUMNS),
+        "rows": [[row.get(c, "") for c in EXPLAIN_COLUMNS] for row in summary.values()],
+        "figures": [
+            {"slide_id": s, "uri": image_uri(read_rgb(p, "re-run 'pathattn explain'"))}
+            for s, p in curves
+            if p.is_file()
+        ][:EXPLAIN_FIGURES],  # fmt: skip
+    }
+    return Section("explain", "Counterfactual explanations", EXPLAIN_HTML, data)
+
+
 SECTIONS: list[Callable[[ReportInputs], Section | None]] = [
     cohort_section,
     metrics_section,
     curves_section,
     survival_section,
     heatmaps_section,
+    explain_section,
     stages_section,
 ]
 

@@ -1,0 +1,157 @@
+"""The cached back end: counterfactual logits of instance-separable models without re-running the network.
+
+In ABMIL-type models every instance's attention logits and embedding depend on that instance alone, and the
+head is linear after pooling. With ``a_i`` (M,) the attention logits of M heads (ACMIL branches; 1
+otherwise), ``z_i = W h_i`` (C,) the head's contribution of the instance embedding and ``b`` the head's bias,
+the logits of any subset S of the bag are
+
+    ``logits(S) = (1/M) sum_m [sum_{i in S} e_im z_i] / [sum_{i in S} e_im] + b``,  ``e_im = exp(a_im - c_m)``
+
+for any shift ``c_m``; an empty S gives ``b`` (the models pool an empty bag to zeros). So (a, z, b) are
+computed once (one network pass over the bag), and removing or adding candidate j is
+``(Sz_m -+ e_jm z_j) / (S_m -+ e_jm)``: every candidate of a round costs O(M C) instead of a forward pass.
+
+Exactness: the sums are float64 and recomputed from scratch every round (no drift across rounds), with the
+shift ``c_m`` = the largest logit of the bag and candidates (no overflow). When a removal takes away almost
+all of a head's attention mass (``S_m - e_jm < 1e-3 S_m``), the subtraction would lose digits, so that
+candidate's logits are recomputed as an exact masked softmax over what is left (also the path of an empty
+bag). Served models, by :func:`instance_terms`: :class:`ABMIL` and :class:`CLAMSB` (one head), ACMIL's slide
+head (mean of the branches' softmax attention), :class:`MeanPool` (a = 0). Others (max pooling, models with
+instance interactions) are served by the generic back end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pathattn.models.mil.abmil import ABMIL
+from pathattn.models.mil.acmil import ACMIL
+from pathattn.models.mil.pooling import MeanPool
+
+CANCELLATION = 1e-3  # recompute exactly when a removal leaves less than this share of a head's attention mass
+WEIGHTS_PER_STEP = 1 << 22  # bags x instances x heads per step of an exact evaluation (32 MiB of float64)
+SERVED = (ABMIL, ACMIL, MeanPool)
+
+
+@dataclass(frozen=True)
+class InstanceTerms:
+    """What the cached formula needs from the network, per instance of the pool.
+
+    Args:
+        attention: (P, M) float64 raw attention logits of M heads (M = 1 but for ACMIL).
+        contributions: (P, C) float64 head contributions ``z_i = W h_i``.
+        bias: (C,) float64 head bias.
+    """
+
+    attention: torch.Tensor
+    contributions: torch.Tensor
+    bias: torch.Tensor
+
+
+def unsupported_reason(network: nn.Module) -> str | None:
+    """Why the cached back end cannot serve ``network`` (None when it can)."""
+    if isinstance(network, SERVED):
+        return None
+    served = ", ".join(cls.__name__ for cls in SERVED)
+    name = type(network).__name__
+    return f"{name} is not instance-separable with a linear head (the cached back end serves {served})"
+
+
+@torch.inference_mode()
+def instance_terms(network: nn.Module, features: torch.Tensor, chunk: int = 65536) -> InstanceTerms:
+    """Attention logits and head contributions of every instance, in chunks of ``chunk`` instances.
+
+    Args:
+        network: a served model in eval mode (see :func:`unsupported_reason`).
+        features: (P, D) standardised instance features.
+        chunk: instances per network pass (bounds memory).
+
+    Returns:
+        The terms of the P instances.
+    """
+    parts = [_chunk_terms(network, features[start : start + chunk]) for start in range(0, len(features), chunk)]
+    head = network.slide_head if isinstance(network, ACMIL) else network.head
+    return InstanceTerms(
+        torch.cat([p[0] for p in parts]).double(),
+        torch.cat([p[1] for p in parts]).double(),
+        head.bias.detach().double(),
+    )
+
+
+def _chunk_terms(network: nn.Module, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(attention (n, M), contributions (n, C)) of a chunk, through the network's own layers."""
+    embeddings = network.encoder(features[None])[0]  # (n, L)
+    if isinstance(network, MeanPool):
+        attention = embeddings.new_zeros(len(embeddings), 1)
+    else:
+        attention = network.attention(embeddings[None])[0]
+    head = network.slide_head if isinstance(network, ACMIL) else network.head
+    return attention, embeddings @ head.weight.T
+
+
+class CachedBackend:
+    """Counterfactual logits from cached instance terms (module docstring).
+
+    Args:
+        terms: the terms of the pool's P instances.
+    """
+
+    name = "cached"
+
+    def __init__(self, terms: InstanceTerms) -> None:
+        self.terms = terms
+
+    @property
+    def n_pool(self) -> int:
+        """P, the number of instances (bag and donors)."""
+        return len(self.terms.attention)
+
+    def logits(self, masks: torch.Tensor) -> torch.Tensor:
+        """Exact logits of arbitrary subsets (a masked softmax per bag, float64).
+
+        Args:
+            masks: (B, P) bool, True for the instances in each bag.
+
+        Returns:
+            (B, C) float64 logits; an empty bag gives the head's bias.
+        """
+        chunk = max(1, WEIGHTS_PER_STEP // self.terms.attention.numel())
+        return torch.cat([self._masked_logits(masks[s : s + chunk]) for s in range(0, len(masks), chunk)])
+
+    def _masked_logits(self, masks: torch.Tensor) -> torch.Tensor:
+        a, z = self.terms.attention, self.terms.contributions
+        filled = a[None].masked_fill(~masks[..., None], float("-inf"))  # (B, P, M)
+        peak = filled.amax(dim=1, keepdim=True).nan_to_num(neginf=0.0)
+        weights = torch.exp(filled - peak)  # 0 outside the bag
+        total = weights.sum(dim=1)  # (B, M)
+        pooled = torch.einsum("bpm,pc->bmc", weights, z) / total.clamp_min(torch.finfo(total.dtype).tiny)[..., None]
+        return pooled.mean(dim=1) + self.terms.bias
+
+    def toggle(self, alive: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """(n, C) logits of ``alive`` (P,) with each of ``candidates`` (n,) flipped (:class:`Backend` contract).
+
+        One pass of sums over the bag, then O(M C) per candidate; exact recompute where a removal cancels.
+        """
+        a, z = self.terms.attention, self.terms.contributions
+        involved = alive.clone()
+        involved[candidates] = True
+        shift = a[involved].amax(dim=0)  # (M,)
+        exp = torch.exp(a - shift)  # (P, M), <= 1 on the involved instances
+        kept = exp * alive[:, None]
+        total = kept.sum(dim=0)  # (M,)
+        weighted = kept.T @ z  # (M, C)
+        sign = torch.where(alive[candidates], -1.0, 1.0).to(exp.dtype)[:, None]  # (n, 1)
+        e = sign * exp[candidates]  # (n, M)
+        denominator = total + e  # (n, M)
+        numerator = weighted[None] + e[..., None] * z[candidates][:, None, :]  # (n, M, C)
+        logits = (numerator / denominator[..., None]).mean(dim=1) + self.terms.bias
+        unsafe = (denominator <= CANCELLATION * total).any(dim=1)
+        if unsafe.any():
+            rows = unsafe.nonzero()[:, 0]
+            masks = alive.expand(len(rows), -1).clone()
+            masks[torch.arange(len(rows)), candidates[rows]] ^= True
+            logits[rows] = self.logits(masks)
+        return logits
