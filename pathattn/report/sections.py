@@ -349,6 +349,46 @@ def explain_section(inputs: ReportInputs) -> Section | None:
     return Section("explain", "Counterfactual explanations", EXPLAIN_HTML, data)
 
 
+WSOL_HTML = """\
+<p>Weakly supervised localization (pathattn evaluate wsol, the protocol of Choe et al.): on
+{{ data.n_calibration }} held-out annotated slides the settings <b>{{ data.chosen }}</b> won by {{ data.selected_by }},
+with their thresholds; the {{ data.n_test }} test slides were scored once with them.</p>
+{% from "macros" import table %}{{ table(data.headers, data.rows, "wsol") }}
+<p class="note">PxAP: pooled pixel precision-recall area inside the tissue (the uniform map scores the prevalence);
+Dice, IoU and GT-known Loc at the calibrated thresholds; MaxBoxAcc(V2) maximise the threshold on each split.</p>
+{% if data.uri %}<img class="figure" src="{{ data.uri }}" alt="pixel precision-recall curves">{% endif %}
+"""
+WSOL_COLUMNS = {"PxAP": "pxap", "Dice": "dice", "IoU": "iou", "threshold": "threshold", "patch AUROC": "patch_auroc",
+                "patch AUPRC": "patch_auprc", "MaxBoxAcc": "max_box_acc", "MaxBoxAccV2": "max_box_acc_v2",
+                "GT-known Loc": "gt_known_loc"}  # fmt: skip
+
+
+def wsol_section(inputs: ReportInputs) -> Section | None:
+    """Localization metrics of ``evaluate/metrics.json`` per method and split, and the precision-recall curves."""
+    folder = inputs.layout.root / "evaluate"
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+        methods, calibration = metrics["methods"], metrics["calibration"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise PathattnError(f"{path} is not the output of 'pathattn evaluate wsol' ({err}); run it again") from None
+    rows = [[method, split, *(fmt(values.get(key)) for key in WSOL_COLUMNS.values())]
+            for method, splits in methods.items() for split, values in splits.items()]  # fmt: skip
+    curves = folder / "pr_curves.png"
+    data = {
+        "n_calibration": len(metrics.get("splits", {}).get("calibration", [])),
+        "n_test": len(metrics.get("splits", {}).get("test", [])),
+        "chosen": calibration.get("chosen", {}).get("name", ""),
+        "selected_by": calibration.get("selected_by", ""),
+        "headers": ["method", "split", *WSOL_COLUMNS],
+        "rows": rows,
+        "uri": image_uri(read_rgb(curves, "re-run 'pathattn evaluate wsol'")) if curves.is_file() else "",
+    }
+    return Section("wsol", "Weakly supervised localization", WSOL_HTML, data)
+
+
 SECTIONS: list[Callable[[ReportInputs], Section | None]] = [
     cohort_section,
     metrics_section,
@@ -356,6 +396,7 @@ SECTIONS: list[Callable[[ReportInputs], Section | None]] = [
     survival_section,
     heatmaps_section,
     explain_section,
+    wsol_section,
     stages_section,
 ]
 

@@ -92,3 +92,18 @@ def test_cli_whole_slides_and_errors(mini_cohort, tmp_path: Path, capsys) -> Non
     assert "not both or neither" in capsys.readouterr().err
     assert main([*base, *options, "--head", "3", "--out", str(tmp_path / "y")]) == 2
     assert "--head 3 does not exist" in capsys.readouterr().err
+
+
+def test_report_section_and_config_file(mini_cohort, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / "predict").mkdir(parents=True)
+    config = Path(__file__).resolve().parents[2] / "configs" / "evaluate" / "wsol.yaml"
+    args = ["evaluate", "wsol", "--config", str(config), "--scores", str(mini_cohort.scores), "--mpp", "4"]
+    args += ["--annotations", str(mini_cohort.annotations), "--tiles", str(mini_cohort.tiles)]
+    assert main([*args, "--calibration-ids", *CALIBRATION, "--out", str(results / "evaluate")]) == 0
+    metrics = json.loads((results / "evaluate" / "metrics.json").read_text())
+    assert len(metrics["calibration"]["variants"]) == 4  # the config's 2 normalisations x 2 smoothings
+    assert main(["report", "--run", str(results), "--out", str(tmp_path / "report.html")]) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "Weakly supervised localization" in html and metrics["calibration"]["chosen"]["name"] in html
+    assert 'alt="pixel precision-recall curves"' in html
