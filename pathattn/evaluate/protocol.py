@@ -7,7 +7,8 @@ heatmap's hyperparameters are tuned on the test set. Here, as in their protocol:
    (their ``train-fullsup``: a few fully annotated slides or images);
 2. the variant with the best threshold-free metric there (PxAP with masks, else MaxBoxAccV2) is chosen, and
    the operating thresholds are the calibration split's best: the τ of the highest pooled Dice (masks) and
-   of the highest BoxAcc at IoU 0.5 with the largest component (boxes, the GT-known Loc threshold);
+   of the highest BoxAcc at IoU 0.5 with the largest component (boxes, the GT-known Loc threshold), each
+   the middle of the longest run of thresholds that reach the best value;
 3. the **test** split is scored once, with that variant and those thresholds.
 
 Reports carry both splits: the calibration numbers of every variant and the test numbers of the choice.
@@ -112,13 +113,31 @@ class Operating:
     box_index: int | None
 
 
+def plateau_centre(values: np.ndarray) -> int:
+    """The index in the middle of the longest run of the best value (NaN ignored; 0 when all are NaN).
+
+    With a few calibration samples BoxAcc is flat over ranges of thresholds; the middle of the widest such
+    range is a steadier choice than its first threshold.
+    """
+    values = np.asarray(values, np.float64)
+    if not np.isfinite(values).any():
+        return 0
+    best = np.concatenate([[False], values == np.nanmax(values), [False]])
+    edges = np.flatnonzero(np.diff(best.astype(np.int8)))
+    starts, ends = edges[::2], edges[1::2]  # each run is [start, end)
+    longest = int(np.argmax(ends - starts))
+    return int((starts[longest] + ends[longest] - 1) // 2)
+
+
 def operating_point(scores: SplitScores) -> Operating:
-    """The calibration split's best thresholds: highest pooled Dice, highest BoxAcc(τ, 0.5) of the largest box."""
-    pixel = None
-    if scores.pixels is not None:
-        dice = scores.pixels.dice()
-        pixel = int(np.nanargmax(dice)) if np.isfinite(dice).any() else 0
-    box = wsol.max_box_acc(scores.ious_largest)[1] if scores.ious_largest is not None else None
+    """The calibration split's thresholds: the best pooled Dice, the best BoxAcc(τ, 0.5) of the largest box.
+
+    Each is the middle of the longest run of thresholds reaching the best value (:func:`plateau_centre`).
+    """
+    pixel = plateau_centre(scores.pixels.dice()) if scores.pixels is not None else None
+    box = None
+    if scores.ious_largest is not None:
+        box = plateau_centre(wsol.box_accuracy(scores.ious_largest, 0.5))
     return Operating(pixel, box)
 
 

@@ -41,10 +41,10 @@ def test_calibration_chooses_the_variant_by_pxap_and_the_dice_threshold() -> Non
     chosen, operating = protocol.choose(candidates)
     assert chosen == "good"
     assert candidates["good"].pixels.pxap() == 1.0 and candidates["bad"].pixels.pxap() < 1.0
-    # normalised: tumor 1.0, distractor 0.55, rest 0; Dice is 1 for thresholds in (0.55, 1.0]: the first is 0.6
-    assert GRID[operating.pixel_index] == pytest.approx(0.6)
-    # from τ = 0.1 on the largest component is the tumor (its box is the truth); the first best threshold wins
-    assert GRID[operating.box_index] == pytest.approx(0.1)
+    # normalised: tumor 1.0, distractor 0.55, rest 0; Dice is 1 for τ in 0.6..0.9: the middle of that run, 0.7
+    assert GRID[operating.pixel_index] == pytest.approx(0.7)
+    # from τ = 0.1 to 0.9 the largest component is the tumor (its box is the truth): the middle is 0.5
+    assert GRID[operating.box_index] == pytest.approx(0.5)
 
 
 def test_test_split_is_scored_at_the_calibrated_threshold() -> None:
@@ -52,16 +52,23 @@ def test_test_split_is_scored_at_the_calibrated_threshold() -> None:
     calibration, test = samples(["a"]), samples(["t1", "t2"])
     calibrated = protocol.score_split({"a": graded_map(truth, 1.0, 0.64)}, calibration, GRID, "default")
     operating = protocol.operating_point(calibrated)
-    # on the test maps a wide distractor (0.82 raw, 0.775 normalised) passes τ = 0.6
+    # on the test maps a wide distractor (0.82 raw, 0.775 normalised) passes τ = 0.7
     test_maps = {i: graded_map(truth, 1.0, 0.82, width=10) for i in test}
     summary = protocol.summarize(protocol.score_split(test_maps, test, GRID, "default"), operating)
-    assert summary["threshold"] == pytest.approx(0.6)
+    assert summary["threshold"] == pytest.approx(0.7)
     assert summary["dice"] == pytest.approx(2 * 32 / (2 * 32 + 2 * 30))  # 16 tumor + 30 distractor pixels each
     assert summary["max_dice"] == 1.0  # the test split's own best threshold would hide that: it is not used
-    assert summary["box_threshold"] == pytest.approx(0.1)
-    assert summary["gt_known_loc"] == 0.0  # at τ 0.1 the 3 x 10 distractor is the largest component
+    assert summary["box_threshold"] == pytest.approx(0.5)
+    assert summary["gt_known_loc"] == 0.0  # at τ 0.5 the 3 x 10 distractor is the largest component
     assert summary["max_box_acc"] == 1.0  # ... but MaxBoxAcc maximises τ on the split itself
     assert summary["max_box_acc_threshold"] == pytest.approx(0.8)
+
+
+def test_plateau_centre_takes_the_middle_of_the_longest_best_run() -> None:
+    assert protocol.plateau_centre(np.array([0.2, 1.0, 0.5, 1.0, 1.0, 1.0, 0.3])) == 4
+    assert protocol.plateau_centre(np.array([1.0, 1.0, 0.0, 0.0])) == 0
+    assert protocol.plateau_centre(np.array([np.nan, 0.4, np.nan])) == 1
+    assert protocol.plateau_centre(np.array([np.nan, np.nan])) == 0
 
 
 def test_top1_localization_uses_the_classification_flags() -> None:
