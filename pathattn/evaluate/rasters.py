@@ -69,20 +69,21 @@ def stitch_patch_maps(coords: np.ndarray, patch_size_level0: int, maps: np.ndarr
     Args:
         coords: (N, 2) level-0 top-left x, y.
         patch_size_level0: patch side in level-0 pixels.
-        maps: (N, h, w) one map per patch, on a common (not per-patch) scale.
+        maps: (N, h, w) one map per patch, on a common (not per-patch) scale; a map with a non-finite value
+            (a masked patch) is left out.
         grid: the slide's raster.
     """
     height, width = grid.shape
     total, count = np.zeros(grid.shape), np.zeros(grid.shape)
-    start = np.floor(np.asarray(coords, np.float64) * grid.scale).astype(np.int64)
-    side = max(1, round(patch_size_level0 * grid.scale))
-    for (x, y), patch in zip(start, np.asarray(maps, np.float32), strict=True):
-        x1, y1 = min(x + side, width), min(y + side, height)
-        if x1 <= x or y1 <= y or x < 0 or y < 0:
-            continue
-        resized = cv2.resize(patch, (side, side), interpolation=cv2.INTER_LINEAR)
-        total[y:y1, x:x1] += resized[: y1 - y, : x1 - x]
-        count[y:y1, x:x1] += 1
+    corners = np.asarray(coords, np.float64)
+    start = np.round(corners * grid.scale).astype(np.int64)  # the footprints of patch_mean
+    end = np.maximum(np.round((corners + patch_size_level0) * grid.scale).astype(np.int64), start + 1)
+    for (x0, y0), (x1, y1), patch in zip(start, end, np.asarray(maps, np.float32), strict=True):
+        resized = cv2.resize(patch, (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_LINEAR)
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+        if cx1 > cx0 and cy1 > cy0 and np.isfinite(resized).all():
+            total[cy0:cy1, cx0:cx1] += resized[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+            count[cy0:cy1, cx0:cx1] += 1
     return np.divide(total, count, out=np.full(grid.shape, np.nan), where=count > 0)
 
 

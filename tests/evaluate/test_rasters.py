@@ -26,9 +26,10 @@ def test_patch_raster_averages_overlaps_and_leaves_uncovered_nan() -> None:
 
 
 def test_stitched_patch_maps_keep_their_inner_pattern() -> None:
-    maps = np.zeros((1, 4, 4), np.float32)
+    maps = np.zeros((2, 4, 4), np.float32)
     maps[0, :2, :] = 1.0  # top half hot
-    raster = rasters.stitch_patch_maps(np.array([[20, 20]]), 40, maps, GRID)
+    maps[1, 0, 0] = np.nan  # a masked patch
+    raster = rasters.stitch_patch_maps(np.array([[20, 20], [0, 0]]), 40, maps, GRID)
     assert raster[2, 3] > 0.5 > raster[5, 3]  # rows 2-3 are the patch's top half, 4-5 its bottom half
     assert np.isnan(raster[0, 0])
 
