@@ -183,13 +183,18 @@ def _traced_boxes(
     rects: list[tuple[int, int, int, int]] = []
     areas: list[float] = []
     count = np.zeros(len(distinct), np.int64)
-    for g, index in enumerate(distinct):
-        if index < len(present):
-            foreground = (levels >= present[index]).view(np.uint8)
-            found = cv2.findContours(foreground, retrieval, cv2.CHAIN_APPROX_SIMPLE)[0]
-            rects += [cv2.boundingRect(c) for c in found]
-            areas += [cv2.contourArea(c) for c in found]
-            count[g] = len(found)
+    top, bottom, left, right = 0, levels.shape[0], 0, levels.shape[1]
+    for g, index in enumerate(distinct):  # rising levels: each foreground lies inside the previous one's boxes
+        if index == len(present):
+            break  # the empty foreground sorts last
+        foreground = (levels[top:bottom, left:right] >= present[index]).view(np.uint8)
+        found = cv2.findContours(foreground, retrieval, cv2.CHAIN_APPROX_SIMPLE, offset=(left, top))[0]
+        boxes = [cv2.boundingRect(c) for c in found]
+        rects += boxes
+        areas += [cv2.contourArea(c) for c in found]
+        count[g] = len(found)
+        left, top = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        right, bottom = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
     x, y, w, h = np.asarray(rects, np.int64).reshape(-1, 4).T
     if mode == "reference":  # x + w and y + h, clipped to the last pixel
         x1, y1 = np.minimum(x + w, levels.shape[1] - 1), np.minimum(y + h, levels.shape[0] - 1)
