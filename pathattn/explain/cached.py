@@ -136,18 +136,18 @@ class CachedBackend:
         One pass of sums over the bag, then O(M C) per candidate; exact recompute where a removal cancels.
         """
         a, z = self.terms.attention, self.terms.contributions
-        involved = alive.clone()
-        involved[candidates] = True
-        shift = a[involved].amax(dim=0)  # (M,)
-        exp = torch.exp(a - shift)  # (P, M), <= 1 on the involved instances
-        kept = exp * alive[:, None]
+        shift = torch.cat([a[alive], a[candidates]]).amax(dim=0)  # (M,); the bag may be empty (insertion)
+        exp = torch.exp(a[candidates] - shift)  # (n, M), <= 1
+        kept = torch.exp(a[alive] - shift)  # (|alive|, M)
         total = kept.sum(dim=0)  # (M,)
-        weighted = kept.T @ z  # (M, C)
-        sign = torch.where(alive[candidates], -1.0, 1.0).to(exp.dtype)[:, None]  # (n, 1)
-        e = sign * exp[candidates]  # (n, M)
+        weighted = kept.T @ z[alive]  # (M, C)
+        e = torch.where(alive[candidates, None], -exp, exp)  # (n, M): removal subtracts, insertion adds
         denominator = total + e  # (n, M)
-        numerator = weighted[None] + e[..., None] * z[candidates][:, None, :]  # (n, M, C)
-        logits = (numerator / denominator[..., None]).mean(dim=1) + self.terms.bias
+        z_candidates = z[candidates]  # (n, C)
+        logits = self.terms.bias.expand(len(candidates), -1).clone()
+        for m in range(a.shape[1]):  # heads: 1, or ACMIL's few branches
+            head = (weighted[m] + e[:, m, None] * z_candidates) / denominator[:, m, None]
+            logits += head / a.shape[1]
         unsafe = (denominator <= CANCELLATION * total).any(dim=1)
         if unsafe.any():
             rows = unsafe.nonzero()[:, 0]

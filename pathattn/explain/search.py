@@ -168,7 +168,7 @@ def greedy_search(
         chosen = int(pool_index[pick])
         order.append(chosen)
         alive[chosen] = mode == "insert"
-        remaining[remaining.nonzero()[pick, 0]] = False
+        remaining[torch.searchsorted(candidates, chosen)] = False  # candidates are sorted
         values.append(scores[pick])
         outputs.append(scoring.outputs(logits[pick : pick + 1])[0])
         if decide:

@@ -76,6 +76,20 @@ def test_both_back_ends_find_the_same_search_paths(name, bag):
     assert np.all(found["cached"][1].order >= 40)  # donors only
 
 
+@pytest.mark.parametrize("backend", ["cached", "generic"])
+def test_insertion_from_an_empty_bag_builds_the_most_convincing_subset(bag, backend):
+    features, _ = bag
+    model = explained("acmil", seed=1, n_classes=2)
+    scoring = Scoring(model, "log_odds", class_index=1)
+    result = Explainer(model, features, backend=backend).greedy_insert(scoring, from_empty=True, rounds=3)
+    empty = scoring.values(model.network.slide_head.bias.detach().double()[None])[0]
+    assert result.values[0] == pytest.approx(float(empty))
+    singles = [float(scoring.values(direct(model, features[[j]])[None])[0]) for j in range(40)]
+    assert result.order[0] == int(np.argmax(singles)) and result.values[1] == pytest.approx(max(singles), abs=1e-5)
+    kept = features[result.order]
+    assert result.values[-1] == pytest.approx(float(scoring.values(direct(model, kept)[None])[0]), abs=1e-5)
+
+
 def test_greedy_removal_takes_the_best_candidate_every_round(bag):
     features, _ = bag
     model = explained("abmil", seed=3)
