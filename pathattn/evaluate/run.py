@@ -139,7 +139,9 @@ def model_map(slide: Slide, variant: Variant, mode: wsol.Mode) -> np.ndarray:
     )
 
 
-def _score(maps: Mapping[str, np.ndarray], slides: Mapping[str, Slide], ids: list[str], job: SlideWsolJob):
+def _score(
+    maps: Mapping[str, np.ndarray], slides: Mapping[str, Slide], ids: list[str], job: SlideWsolJob
+) -> protocol.SplitScores:
     samples = {s: slides[s].truth.sample for s in ids}
     return protocol.score_split(maps, samples, wsol.threshold_grid(job.step), job.mode)
 
@@ -188,10 +190,11 @@ def evaluate_baseline(
 
 
 def patch_metrics(result: MethodResult, slides: Mapping[str, Slide], ids: Sequence[str]) -> dict[str, float]:
-    """Patch-level AUROC and AUPRC of a split's pooled patches (labels of :func:`patch_labels`)."""
+    """Patch-level AUROC and AUPRC of a split's pooled patches (labels of :func:`patch_labels`; masked patches,
+    whose score is not finite, left out)."""
     labels = np.concatenate([patch_labels(slides[s].truth.fractions) for s in ids])
     scores = np.concatenate([result.patch_scores[s] for s in ids])
-    keep = labels >= 0
+    keep = (labels >= 0) & np.isfinite(scores)
     if len(np.unique(labels[keep])) < 2:
         return {"patch_auroc": float("nan"), "patch_auprc": float("nan")}
     return {

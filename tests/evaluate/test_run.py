@@ -107,3 +107,13 @@ def test_report_section_and_config_file(mini_cohort, tmp_path: Path) -> None:
     html = (tmp_path / "report.html").read_text()
     assert "Weakly supervised localization" in html and metrics["calibration"]["chosen"]["name"] in html
     assert 'alt="pixel precision-recall curves"' in html
+
+
+def test_masked_patches_are_left_out(mini_cohort, tmp_path: Path) -> None:
+    path = mini_cohort.scores / "attention" / "s2.h5"
+    with h5py.File(path, "r+") as f:
+        attention = f["attention"][:]
+        attention[:5] = -np.inf  # instances the model masked
+        f["attention"][...] = attention
+    test = run_slide_wsol(job(mini_cohort, tmp_path / "out", baselines=()))["methods"]["model"]["test"]
+    assert np.isfinite(test["patch_auroc"]) and np.isfinite(test["pxap"]) and test["pxap"] > 0.3
