@@ -243,15 +243,15 @@ def _insertion_block(explainer: Explainer, positive: int, settings: SlideSetting
     return block | _search_block(result, None) | {"order": offered[result.order - explainer.n_patches].tolist()}
 
 
-def _attribution_block(explainer: Explainer, scoring: Scoring, settings: SlideSettings,
-                       record: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    attention = np.asarray(record["patches"]["attention"], np.float64)
-    effect = record["patches"].get("single_effect")
+def _attributions(explainer: Explainer, scoring: Scoring, settings: SlideSettings, patches: dict) -> dict:
+    """Per-patch attributions (added to ``patches``) and their block: convergence and rank correlations."""
+    attention = np.asarray(patches["attention"], np.float64)
+    effect = patches.get("single_effect")
     block: dict[str, Any] = {}
     for method in ATTRIBUTION_METHODS:
         scores, delta = patch_attributions(explainer, scoring, method, n_steps=settings.ig_steps)
-        block[method] = {"scores": _floats(scores), "delta": delta,
-                         "spearman_attention": _float(spearman(scores, attention)[0])}  # fmt: skip
+        patches[method] = _floats(scores)
+        block[method] = {"delta": delta, "spearman_attention": _float(spearman(scores, attention)[0])}
         if effect is not None:
             block[method]["spearman_effect"] = _float(spearman(scores, np.asarray(effect, np.float64))[0])
     return block
@@ -292,5 +292,5 @@ def explain_slide(explainer: Explainer, inputs: SlideInputs, settings: SlideSett
     if "insertion" in settings.methods and inputs.donor is not None:
         record["insertion"] = _insertion_block(explainer, positive, settings, inputs.donor)
     if "attributions" in settings.methods:
-        record["attributions"] = _attribution_block(explainer, scoring, settings, record)
+        record["attributions"] = _attributions(explainer, scoring, settings, record["patches"])
     return record

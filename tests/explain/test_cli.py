@@ -95,6 +95,8 @@ def test_every_output_of_a_full_run(study):
         assert found["insertion"]["donor"] == ("s3" if slide_id == "s1" else "s1")
         assert set(found["insertion"]["order"]) <= {0, 1}  # only the donor's annotated patches are offered
         assert set(found["attributions"]) == {"integrated_gradients", "feature_ablation"}
+        assert set(found["patches"]) == {"attention", "single_effect", "integrated_gradients", "feature_ablation"}
+        assert all(len(values) == 16 for values in found["patches"].values())
         assert set(found["figures"]) == {"curves", "effects"}  # no slide file: no thumbnail
         assert all(Path(p).is_file() for p in found["figures"].values())
     with open(out / "summary.csv") as f:
