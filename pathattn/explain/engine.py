@@ -73,7 +73,9 @@ def _as_matrix(features: np.ndarray | torch.Tensor, dim: int, what: str) -> torc
     return tensor.float()
 
 
-def make_backend(network: torch.nn.Module, pool: torch.Tensor, backend: BackendName, max_batch_instances: int):
+def make_backend(
+    network: torch.nn.Module, pool: torch.Tensor, backend: BackendName, max_batch_instances: int
+) -> tuple[Backend, str]:
     """The back end for ``network`` on ``pool`` (P, D) and a note saying which and why.
 
     Raises:

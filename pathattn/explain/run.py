@@ -121,33 +121,39 @@ class _Slide:
     features: np.ndarray
     coords: np.ndarray | None
     patch_size: int | None
-    region: np.ndarray | None
+    recorded_slide: str | None
+    region: np.ndarray | None = None
     geometry: Any = None
 
 
 def _read(job: ExplainJob, slide_id: str, path: Path, donor: bool = False) -> _Slide:
+    """The bag of a feature file and, with annotations, the patches of its annotated region.
+
+    Raises:
+        PathattnError: a slide (not a donor) without an annotation file, or annotations without coordinates.
+    """
     bag = read_bag(path)
-    patch_size = bag.attrs.get("coords", {}).get("patch_size_level0") or bag.attrs.get("patch_size_level0")
-    region = geometry = None
-    if job.annotations is not None:
-        annotation = Path(job.annotations) / f"{slide_id}.geojson"
-        if not annotation.is_file():
-            if donor:
-                return _Slide(np.asarray(bag.features, np.float32), bag.coords, patch_size, None)
-            raise PathattnError(f"no annotation file {annotation}; add one (without regions for a slide without tumor)")
-        if bag.coords is None or not patch_size:
-            raise PathattnError(f"{path} has no patch coordinates to place the annotations on; re-extract it")
-        classes = job.annotation_classes
-        region, geometry = patches_in_annotations(bag.coords, int(patch_size), annotation, classes, job.min_overlap,
-                                                  allow_none=True)  # fmt: skip
-    return _Slide(np.asarray(bag.features, np.float32), bag.coords, patch_size, region, geometry)
+    tiling = bag.attrs.get("coords", {})
+    patch_size = tiling.get("patch_size_level0") or bag.attrs.get("patch_size_level0")
+    slide = _Slide(np.asarray(bag.features, np.float32), bag.coords, patch_size, tiling.get("slide_path"))
+    annotation = Path(job.annotations) / f"{slide_id}.geojson" if job.annotations is not None else None
+    if annotation is None or len(slide.features) == 0 or (donor and not annotation.is_file()):
+        return slide
+    if not annotation.is_file():
+        raise PathattnError(f"no annotation file {annotation}; add one (without regions for a slide without tumor)")
+    if bag.coords is None or not patch_size:
+        raise PathattnError(f"{path} has no patch coordinates to place the annotations on; re-extract it")
+    slide.region, slide.geometry = patches_in_annotations(
+        bag.coords, int(patch_size), annotation, job.annotation_classes, job.min_overlap, allow_none=True
+    )
+    return slide
 
 
-def _slide_path(job: ExplainJob, slide_id: str, bag_path: Path, paths: Mapping[str, Path]) -> Path | None:
+def _slide_path(slide_id: str, slide: _Slide, paths: Mapping[str, Path]) -> Path | None:
     """The slide file for the thumbnail: the sample sheet's, else the one recorded at tiling (if it exists)."""
     if slide_id in paths:
         return paths[slide_id]
-    recorded = read_bag(bag_path).attrs.get("coords", {}).get("slide_path")
+    recorded = slide.recorded_slide
     return Path(recorded) if recorded and Path(recorded).is_file() else None
 
 
@@ -187,6 +193,9 @@ def explain_one(job: ExplainJob, model: ExplainedModel, slide_id: str, checkpoin
         return result
     try:
         slide = _read(job, slide_id, files[slide_id])
+        if len(slide.features) == 0:
+            result.status = "empty"
+            return result
         donor = _donor(job, slide_id, files)
         explainer = Explainer(model, slide.features, donors=None if donor is None else donor[2], backend=job.backend)
         inputs = SlideInputs(slide_id, slide.coords, slide.region, None if donor is None else donor[:2])
@@ -194,7 +203,7 @@ def explain_one(job: ExplainJob, model: ExplainedModel, slide_id: str, checkpoin
         record["checkpoint"] = str(checkpoint)
         if job.figures:
             record["figures"] = write_slide_figures(
-                record, Path(job.out) / "figures", slide_path=_slide_path(job, slide_id, files[slide_id], paths),
+                record, Path(job.out) / "figures", slide_path=_slide_path(slide_id, slide, paths),
                 coords=slide.coords, patch_size_level0=slide.patch_size, region=slide.geometry,
             )  # fmt: skip
         write_text_atomic(target, json.dumps(record, indent=1))

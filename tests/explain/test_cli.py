@@ -121,13 +121,17 @@ def test_rerun_resumes_and_new_settings_recompute(study, capsys):
 def test_a_failing_slide_is_recorded_and_the_others_go_on(study, capsys):
     write_annotations(study["annotations"] / "s2.geojson", [Annotation(box(9000, 9000, 9100, 9100), "Tumor")])
     (study["annotations"] / "s4.geojson").unlink()
+    empty = np.zeros((0, DIM), np.float32)
+    write_features(study["features"] / "h5_files" / "s9.h5", empty, np.zeros((0, 2)), {"patch_size_level0": PATCH}, {})
+    write_annotations(study["annotations"] / "s9.geojson", [])
     out = study["root"] / "out"
     assert explain(study, out, "--annotations", str(study["annotations"]), "--no-figures") == 1
     rows = {r["slide_id"]: r for r in read_manifest(out / "manifest.csv")}
     assert "select no patch of the slide" in rows["s2"]["error"] and rows["s2"]["status"] == "failed"
     assert "no annotation file" in rows["s4"]["error"]
+    assert rows["s9"]["status"] == "empty" and not (out / "slides" / "s9.json").exists()
     assert sum(r["status"] == "done" for r in rows.values()) == 4
-    assert "2 of 6 slides failed" in capsys.readouterr().err
+    assert "7 slides (4 done, 1 empty, 2 failed)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
