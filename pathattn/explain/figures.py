@@ -29,6 +29,7 @@ from pathattn.tile.qc import qc_mpp, write_png
 FOUND = (220, 30, 30)
 ATTENDED = (30, 90, 230)
 REGION = (0, 170, 0)
+PROBABILITY_TICKS = (0.001, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -45,7 +46,7 @@ def _array(values: Sequence[float | None]) -> np.ndarray:
 def curves_figure(record: Mapping[str, Any]) -> Figure:
     """Objective against patches removed (and added, with an insertion search) of one slide's record."""
     insertion = record.get("insertion")
-    fig = Figure(figsize=(10 if insertion else 5.5, 4))
+    fig = Figure(figsize=(11 if insertion else 6, 4), layout="constrained")
     axes = fig.subplots(1, 2 if insertion else 1, squeeze=False)[0]
     curves, label = record["curves"], f"{record['target']['objective']} of class {record['target']['class']}"
     x = np.asarray(curves["removed"])
@@ -63,10 +64,23 @@ def curves_figure(record: Mapping[str, Any]) -> Figure:
         inserted = f"{insertion['objective']} of class {insertion['class']}"
         axes[1].set(xlabel=f"patches of {insertion['donor']} added", ylabel=inserted, title="insertion")
     for ax in axes:
-        if record["target"]["objective"] == "log_odds":
+        if record["target"]["objective"] == "log_odds":  # log(p / (1 - p)): the class probability is exact
             ax.axhline(0.0, color="k", lw=0.6, ls="--")
+            probability = ax.secondary_yaxis("right", functions=(_sigmoid, _log_odds))
+            probability.set_yticks(PROBABILITY_TICKS)
+            probability.set_yticklabels([f"{p:g}" for p in PROBABILITY_TICKS], fontsize=7)
+            probability.set_ylabel("probability")
         ax.legend(fontsize=8)
     return fig
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -700, 700)))
+
+
+def _log_odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-300, 1 - 1e-16)
+    return np.log(p) - np.log1p(-p)
 
 
 def effects_figure(record: Mapping[str, Any]) -> Figure:
