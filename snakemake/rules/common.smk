@@ -15,7 +15,7 @@ TASK = config["train"]["task"]
 TASK_COLUMNS = {"classification": ("label",), "survival": ("time", "event")}
 NUMERIC_COLUMNS = ("time", "event", "mpp")
 
-# pathattn reads the repository for the conda environment (envs/pathattn.yaml) too
+# the conda environment of the rules (envs/pathattn.yaml) installs pathattn from this repository
 os.environ.setdefault("PATHATTN_REPO", str(REPO))
 
 
@@ -88,15 +88,11 @@ def config_args(files):
     return " ".join(f"--config {file}" for file in files)
 
 
-def annotation_args(option):
-    """``OPTION FOLDER`` when the study has an annotations folder, else nothing."""
-    return f"{option} {ANNOTATIONS}" if ANNOTATIONS else ""
-
-
 SAMPLE_SHEET = data_path(config["samples"], "samples")
 SLIDES = read_samples(SAMPLE_SHEET)
 SLIDE_IDS = sorted(SLIDES)
 ANNOTATIONS = config["annotations"] and data_path(config["annotations"], "annotations", "folder")
+ANNOTATION_ARGS = f"--annotations {ANNOTATIONS}" if ANNOTATIONS else ""
 WEIGHTS = config["extract"]["weights"]  # an input of extract: Snakemake names it when missing
 TILE_CONFIG = repo_file(config["tile"]["config"], "tile.config")
 EXTRACT_CONFIG = repo_file(config["extract"]["config"], "extract.config")

@@ -19,6 +19,7 @@ if ANNOTATIONS:
             tiles=folder_of("input", "tissue", 2),
             features=folder_of("input", "features", 2),
             out=folder_of("output", "summary"),
+            annotations=ANNOTATIONS,
         log:
             f"{RESULTS}/logs/evaluate/cohort.log",
         threads: 1
@@ -28,5 +29,5 @@ if ANNOTATIONS:
         conda:
             "../envs/pathattn.yaml"
         shell:
-            "pathattn evaluate wsol --config {input.config} --scores {params.scores} --annotations {ANNOTATIONS} "
+            "pathattn evaluate wsol --config {input.config} --scores {params.scores} --annotations {params.annotations} "
             "--tiles {params.tiles} --features {params.features} --out {params.out} > {log} 2>&1"

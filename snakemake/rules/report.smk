@@ -12,7 +12,7 @@ rule report:
         html=report(f"{RESULTS}/report.html", caption="../report/report.rst", category="Report"),
     params:
         run=folder_of("output", "html"),
-        annotations=annotation_args("--annotations"),
+        annotations=ANNOTATION_ARGS,
     log:
         f"{RESULTS}/logs/report/cohort.log",
     threads: 1

@@ -17,7 +17,7 @@ rule tile:
     params:
         out=folder_of("output", "coords", 2),
         samples=SAMPLE_SHEET,
-        annotations=annotation_args("--annotations"),
+        annotations=ANNOTATION_ARGS,
         extra=config["tile"]["extra"],
     log:
         f"{RESULTS}/logs/tile/{{slide_id}}.log",
