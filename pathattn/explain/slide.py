@@ -14,7 +14,7 @@ Methods (each adds a block to the record):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -92,7 +92,7 @@ class SlideInputs:
     slide_id: str
     coords: np.ndarray | None = None
     region: np.ndarray | None = None
-    donor: tuple[str, np.ndarray] | None = field(default=None)
+    donor: tuple[str, np.ndarray] | None = None
 
 
 def _float(value: float) -> float | None:
@@ -132,6 +132,7 @@ def positive_index(explainer: Explainer, name: str | None) -> int:
 
 
 def _search_block(result: SearchResult, coords: np.ndarray | None) -> dict[str, Any]:
+    """A search's record (with the coordinates of removed patches when the slide has them)."""
     block = {key: getattr(result, key) for key in ("mode", "optimizer", "objective", "flipped_at", "backend")}
     block |= {"rounds": len(result.order), "values": _floats(result.values), "outputs": _floats(result.outputs),
               "decisions": result.decisions.tolist(), "seconds": round(result.seconds, 4)}  # fmt: skip
@@ -189,7 +190,8 @@ def _search(explainer: Explainer, scoring: Scoring, settings: SlideSettings, coo
             raise PathattnError("--hippo-compat reproduces HIPPO's search, which cannot stop on a flip")
         count = rounds or max(1, math.ceil(settings.fraction * explainer.n_patches))
         hippo = hippo_greedy_search(explainer, scoring.class_index, settings.optimizer, count)
-        block = {"hippo_compat": True, "optimizer": settings.optimizer, "objective": "prob", "rounds": count}
+        objective = "risk" if explainer.model.task == "survival" else "prob"
+        block = {"hippo_compat": True, "optimizer": settings.optimizer, "objective": objective, "rounds": count}
         return {
             "search": block,
             "optimized_class_index": hippo["optimized_class_index"],
