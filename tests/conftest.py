@@ -1,13 +1,72 @@
-"""Shared fixtures: slides written on the fly with the synthetic-slide writer."""
+"""Shared fixtures: slides written on the fly with the synthetic-slide writer, and a tiled, embedded cohort."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pathattn.synth.wsi import write_slide
+
+
+@dataclass(frozen=True)
+class EmbeddedCohort:
+    """A synthetic cohort after ``pathattn tile`` and ``pathattn extract``.
+
+    Args:
+        root: the cohort folder (``slides/``, ``annotations/``, ``samples.csv``, ``cohort.json``).
+        samples: its sample sheet.
+        tiles: the tiling run (``coords/`` with tumor fractions from the annotations).
+        features: the extraction run (``h5_files/``).
+    """
+
+    root: Path
+    samples: Path
+    tiles: Path
+    features: Path
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedCohort:
+    """The 40-slide synthetic cohort (seed 0), tiled at 0.5 µm/px and embedded by a seeded random-init ResNet-18.
+
+    Built once per session through the command line (about 5 minutes on 2 CPU cores).
+    """
+    from pathattn.cli.main import main
+
+    root = tmp_path_factory.mktemp("synthetic_cohort")
+    cohort, tiles, features = root / "cohort", root / "tiles", root / "features"
+    assert main(["synth", "wsi", "--out", str(cohort), "--n-slides", "40", "--seed", "0"]) == 0
+    samples = cohort / "samples.csv"
+    tile = ["tile", "--samples", str(samples), "--annotations", str(cohort / "annotations"), "--out", str(tiles)]
+    assert main([*tile, "--workers", "2"]) == 0
+    assert main(["extract", "--coords", str(tiles), "--out", str(features), "--encoder", "resnet18"]) == 0
+    return EmbeddedCohort(cohort, samples, tiles, features)
+
+
+SMALL_COHORT_CONFIGS = (
+    "configs/model/abmil.yaml",
+    "configs/data/small_cohort.yaml",
+    "configs/trainer/fixed_epochs.yaml",
+)
+
+
+@pytest.fixture(scope="session")
+def trained_synthetic_run(synthetic_cohort: EmbeddedCohort, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Gated ABMIL cross-validated on :func:`synthetic_cohort` by ``pathattn train`` with the small-cohort configs.
+
+    Returns the run folder (``predictions.csv`` with each slide's out-of-fold checkpoint, ``metrics.json``).
+    """
+    from pathattn.cli.main import main
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("trained_synthetic_run") / "run"
+    configs = [arg for name in SMALL_COHORT_CONFIGS for arg in ("--config", str(repo / name))]
+    data = ["--samples", str(synthetic_cohort.samples), "--features", str(synthetic_cohort.features)]
+    assert main(["train", *configs, *data, "--out", str(out), "--accelerator", "cpu", "--n_boot", "200"]) == 0
+    return out
 
 
 @pytest.fixture
@@ -25,3 +84,10 @@ def make_slide(tmp_path: Path):
                            mpp_metadata=mpp_metadata)  # fmt: skip
 
     return make
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that build the synthetic cohort (several CPU minutes, once per session) get a longer timeout."""
+    for item in items:
+        if "synthetic_cohort" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(2400))
