@@ -26,7 +26,7 @@ from pathattn.explain.cohort import annotation_flags, compare_slide, spearman
 from pathattn.explain.engine import Explainer
 from pathattn.explain.hippo_compat import hippo_greedy_search
 from pathattn.explain.model import Scoring
-from pathattn.explain.options import Method, Objective, Optimizer
+from pathattn.explain.options import METHODS, Method, Objective, Optimizer
 from pathattn.explain.regions import ranking_scores, top_ranked
 from pathattn.explain.search import SearchResult
 
@@ -71,6 +71,20 @@ class SlideSettings:
     small_tumor: float = 0.1
     ig_steps: int = 32
     hippo_compat: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        checks = [
+            (not unknown, f"unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}"),
+            (0.0 < self.fraction <= 1.0, f"--fraction must be in (0, 1], got {self.fraction}"),
+            (self.rounds is None or self.rounds >= 1, f"--rounds must be at least 1, got {self.rounds}"),
+            (self.n_random >= 1 and self.insert_rounds >= 1 and self.ig_steps >= 1,
+             "--n-random, --insert-rounds and --ig-steps must be at least 1"),
+            (0.0 <= self.small_tumor <= 1.0, f"--small-tumor must be in [0, 1], got {self.small_tumor}"),
+        ]  # fmt: skip
+        for ok, message in checks:
+            if not ok:
+                raise PathattnError(message)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values."""

@@ -142,6 +142,8 @@ def test_a_failing_slide_is_recorded_and_the_others_go_on(study, capsys):
         (["--slides", "nope"], "not in --features"),
         (["--run", "x"], "either --checkpoint"),
         (["--objective", "odds"], "invalid choice"),
+        (["--fraction", "0"], "--fraction must be in (0, 1]"),
+        (["--n-random", "0"], "--n-random, --insert-rounds and --ig-steps must be at least 1"),
     ],
 )
 def test_bad_options_are_one_line_errors(study, capsys, args, needle):
