@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from pathattn.explain.engine import Explainer
-from pathattn.explain.model import ExplainedModel, Scoring
+from pathattn.explain.model import Scoring
 from pathattn.models.mil import ABMIL, abmil_from_hippo
+from pathattn.models.trained import TrainedModel
 
 
 def timed(run: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
@@ -45,7 +46,7 @@ def reference_model(dim: int, seed: int) -> torch.nn.Module | None:
     return hippo.AttentionMILModel(in_features=dim, L=512, D=384, num_classes=2, dropout=0.25).eval()
 
 
-def ours(model: ExplainedModel, features: torch.Tensor, rounds: int, backend: str) -> np.ndarray:
+def ours(model: TrainedModel, features: torch.Tensor, rounds: int, backend: str) -> np.ndarray:
     """The greedy search of the explain stage (explainer construction included: the cached terms are part of it)."""
     explainer = Explainer(model, features, backend=backend)
     return explainer.greedy_remove(Scoring(model, "prob", class_index=1), rounds=rounds).order
@@ -76,7 +77,7 @@ def benchmark(size: int, args: argparse.Namespace, rates: dict[str, float]) -> d
         network: ABMIL = ABMIL(args.dim, 2, embed_dim=512, attn_dim=384).eval()
     else:
         network = abmil_from_hippo(reference_network.state_dict())
-    model = ExplainedModel(network.to(args.device))
+    model = TrainedModel(network.to(args.device))
     features = torch.randn(size, args.dim, generator=torch.Generator().manual_seed(args.seed + size))
     times: dict[str, tuple[float, bool]] = {}
     orders = {}

@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 from pathattn.registry import create_model
-from pathattn.train.system import MILSystem
+from pathattn.train.mil.system import MILSystem
 
 
 @dataclass(frozen=True)

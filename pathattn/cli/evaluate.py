@@ -13,7 +13,6 @@ Both choose on a held-out calibration split and score the test split once; outpu
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ def _add_slides(p: ArgumentParser) -> None:
     p.add_argument("--head", type=int, default=0, help="slides: column of (N, K) scores")
     p.add_argument("--annotation-classes", type=str | None, default=None, nargs="+",
                    help="slides: annotation classes that count as tumor (default: every class)")  # fmt: skip
-    p.add_argument("--mpp", type=float, default=16.0, help="slides: µm per pixel of the score rasters")
+    p.add_argument("--raster-mpp", type=float, default=16.0, help="slides: µm per pixel of the score rasters")
     p.add_argument("--normalise", type=str, default=["percentile"], nargs="+",
                    choices=["percentile", "minmax", "softmax", "raw"],
                    help="slides: per-slide patch normalisations to choose from on the calibration split")  # fmt: skip
@@ -104,8 +103,8 @@ def _check(opts: Namespace) -> None:
         raise PathattnError(f"--annotations folder not found: {opts.annotations}")
     if not 0 < opts.step < 1:
         raise PathattnError(f"--step must be in (0, 1), e.g. 0.001; got {opts.step}")
-    if not opts.mpp > 0 or any(s < 0 for s in opts.smooth_um):
-        raise PathattnError("--mpp must be positive and --smooth-um values 0 or more")
+    if not opts.raster_mpp > 0 or any(s < 0 for s in opts.smooth_um):
+        raise PathattnError("--raster-mpp must be positive and --smooth-um values 0 or more")
     if opts.n_calibration < 1:
         raise PathattnError("--n-calibration must be at least 1")
 
@@ -119,7 +118,7 @@ def _slide_job(opts: Namespace) -> Any:
         Path(opts.scores), Path(opts.annotations), Path(opts.out), tiles=_path(opts.tiles), features=features,
         dataset=opts.dataset, head=opts.head, classes=_tuple(opts.annotation_classes),
         calibration_ids=_tuple(opts.calibration_ids), n_calibration=opts.n_calibration, seed=opts.seed,
-        mpp=opts.mpp, normalisations=tuple(opts.normalise), smooth_um=tuple(opts.smooth_um),
+        raster_mpp=opts.raster_mpp, normalisations=tuple(opts.normalise), smooth_um=tuple(opts.smooth_um),
         baselines=tuple(baselines), mode=opts.mode, step=opts.step,
     )  # fmt: skip
 
@@ -135,16 +134,6 @@ def _image_job(opts: Namespace) -> Any:
     )  # fmt: skip
 
 
-def _print_summary(metrics: dict[str, Any], out: str) -> None:
-    """The test split's headline numbers, one line per method, on stderr."""
-    for method, splits in metrics["methods"].items():
-        test = splits.get("test", {})
-        shown = ("pxap", "dice", "patch_auroc", "max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc")
-        values = ", ".join(f"{k} {test[k]:.3f}" for k in shown if isinstance(test.get(k), float))
-        print(f"evaluate wsol: {method} (test, {test.get('n', 0)}): {values}", file=sys.stderr)
-    print(f"evaluate wsol: results in {out}/ (metrics.json, summary.csv, pr_curves.png)", file=sys.stderr)
-
-
 def run(cfg: Namespace) -> int:
     """Run ``pathattn evaluate wsol``; return the exit code."""
     if cfg.kind != "wsol":
@@ -154,10 +143,9 @@ def run(cfg: Namespace) -> int:
     if opts.scores is not None:
         from pathattn.evaluate.run import run_slide_wsol
 
-        metrics = run_slide_wsol(_slide_job(opts))
+        run_slide_wsol(_slide_job(opts))
     else:
         from pathattn.evaluate.images import run_image_wsol
 
-        metrics = run_image_wsol(_image_job(opts))
-    _print_summary(metrics, opts.out)
+        run_image_wsol(_image_job(opts))
     return 0

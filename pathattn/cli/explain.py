@@ -14,17 +14,19 @@ HELP = "counterfactual explanations: greedy HIPPO searches, removal/insertion ef
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
     """Add the ``explain`` parser."""
     from pathattn.explain.options import BACKENDS, METHODS, OBJECTIVES, OPTIMIZERS
+    from pathattn.models.checkpoint_formats import CHECKPOINT_FORMATS
 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options")
-    p.add_argument("--checkpoint", type=str | None, default=None, help="a .ckpt of 'pathattn train' for every slide")
+    p.add_argument("--checkpoint", type=str | None, default=None,
+                   help="a .ckpt of 'pathattn train', or a HIPPO or CLAM-SB state dict, for every slide")  # fmt: skip
     p.add_argument("--run", type=str | None, default=None,
                    help="a 'pathattn train' run folder: each of its slides with its out-of-fold model")  # fmt: skip
     p.add_argument("--features", type=str, required=True, help="folder of feature files ('pathattn extract' output)")
     p.add_argument("--out", type=str, required=True, help="output folder (slides/, figures/, summary.csv, ...)")
     p.add_argument("--samples", type=str | None, default=None,
                    help="sample sheet: labels for the summary, slide_path for the thumbnails")  # fmt: skip
-    p.add_argument("--slide-ids", "--slides", type=str | None, default=None, nargs="+",
+    p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
                    help="slides to explain (default: every feature file, or every slide of --run)")  # fmt: skip
     p.add_argument("--method", type=str | None, default=None, nargs="+", choices=list(METHODS),
                    help="what to compute (default: compare search, plus region with --annotations and insertion "
@@ -57,6 +59,8 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
     p.add_argument("--backend", type=str, default="auto", choices=list(BACKENDS),
                    help="cached: instance-separable models (ABMIL, CLAM-SB, ACMIL, mean pooling)")  # fmt: skip
     p.add_argument("--device", type=str, default="cpu", help="cpu, cuda[:i] or auto (CUDA when available)")
+    p.add_argument("--checkpoint-format", type=str, default="auto", choices=list(CHECKPOINT_FORMATS),
+                   help="auto (detected), pathattn, hippo (HIPPO AttentionMILModel state dict) or clam_sb")  # fmt: skip
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--overwrite", action="store_true", help="redo slides whose records exist")
     subcommands.add_subcommand("explain", p, help=HELP)
@@ -72,9 +76,9 @@ def job_from(cfg: Namespace):  # noqa: ANN201 - ExplainJob, imported lazily
     """The :class:`~pathattn.explain.run.ExplainJob` of parsed options."""
     from pathlib import Path
 
+    from pathattn.devices import resolve_device
     from pathattn.explain.run import ExplainJob
     from pathattn.explain.slide import SlideSettings
-    from pathattn.extract.run import resolve_device
 
     settings = SlideSettings(
         methods=_methods(cfg), objective=cfg.objective, target=cfg.target, positive_class=cfg.positive_class,
@@ -87,31 +91,14 @@ def job_from(cfg: Namespace):  # noqa: ANN201 - ExplainJob, imported lazily
     return ExplainJob(
         Path(cfg.features), Path(cfg.out), **optional, slide_ids=cfg.slide_ids,
         annotation_classes=cfg.annotation_classes, min_overlap=cfg.min_overlap, donors=tuple(cfg.donors or ()),
-        backend=cfg.backend, device=str(resolve_device(cfg.device)), figures=not cfg.no_figures,
+        backend=cfg.backend, device=str(resolve_device(cfg.device)), checkpoint_format=cfg.checkpoint_format,
+        figures=not cfg.no_figures,
         overwrite=cfg.overwrite, settings=settings,
     )  # fmt: skip
 
 
 def run(cfg: Namespace) -> int:
     """Explain the slides; exit 1 if any slide failed."""
-    import warnings
-    from pathlib import Path
+    from pathattn.explain.run import run_explain
 
-    from rich.console import Console
-
-    from pathattn.cli.summary import summarize
-    from pathattn.explain.engine import BackendFallbackWarning
-    from pathattn.explain.run import explain_cohort
-
-    console = Console(stderr=True)
-
-    def report(result) -> None:  # noqa: ANN001 - ExplainResult
-        if result.status == "failed":
-            console.print(f"[red]failed[/] {result.slide_id}: {result.error}", highlight=False)
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", BackendFallbackWarning)
-        results = explain_cohort(job_from(cfg), progress=report)
-    for note in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, BackendFallbackWarning)):
-        console.print(f"[yellow]note[/] {note}", highlight=False)
-    return 1 if summarize("explain", results, Path(cfg.out) / "manifest.csv") else 0
+    return run_explain(job_from(cfg))

@@ -55,26 +55,6 @@ def _job(cfg: Namespace):  # noqa: ANN202
 
 def run(cfg: Namespace) -> int:
     """Extract features; exit 1 if a slide failed (unless --allow-failed)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from pathattn.extract.run import run_extract
 
-    from pathattn.cli.summary import summarize
-    from pathattn.extract.encoders import create_encoder
-    from pathattn.extract.run import extract_batch, find_coords, resolve_device
-    from pathattn.io.coords import read_coords
-    from pathattn.io.samples import read_sample_sheet, select_ids
-
-    job = _job(cfg)
-    found = {f.stem: f for f in find_coords(cfg.coords)}
-    files = list(select_ids(found, cfg.slide_ids, f"--coords {cfg.coords}").values())
-    paths = {e.slide_id: e.path for e in read_sample_sheet(cfg.samples)} if cfg.samples else None
-    resolve_device(cfg.device)
-    encoder = create_encoder(cfg.encoder, cfg.weights)
-    total = sum(len(read_coords(f)) for f in files)
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, TextColumn("patches"), console=console) as progress:
-        task = progress.add_task(f"extract {encoder.name}", total=total)
-        results = extract_batch(files, encoder, job, paths, lambda n: progress.update(task, advance=n))
-    failed = summarize("extract", results, job.manifest_path, f" with {encoder.name} ({encoder.embed_dim}-d)")
-    return 1 if failed and not cfg.allow_failed else 0
+    return run_extract(_job(cfg), cfg.coords, cfg.encoder, cfg.weights, cfg.slide_ids, cfg.samples, cfg.allow_failed)

@@ -6,7 +6,6 @@ GeoJSON ground truth, ``samples.csv`` and ``cohort.json`` (see :mod:`pathattn.sy
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from jsonargparse import ActionConfigFile, ArgumentParser
@@ -56,30 +55,6 @@ def run(cfg: Any) -> int:
         raise PathattnError(f"unknown synth kind {cfg.kind!r}; use 'pathattn synth wsi'")
     opts = cfg.wsi
     _check(opts)
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from pathattn.synth.cohort import run_synth_wsi
 
-    from pathattn.synth.cohort import generate_cohort
-
-    console = Console(stderr=True)
-    columns = (
-        TextColumn("synth wsi"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("{task.description}"),
-    )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("", total=opts.n_slides)
-        csv_path = generate_cohort(
-            opts.out,
-            opts.n_slides,
-            opts.seed,
-            overwrite=opts.overwrite,
-            width=opts.width,
-            height=opts.height,
-            mpp=opts.mpp,
-            progress=lambda slide_id: progress.update(task, advance=1, description=slide_id),
-        )
-    print(csv_path, file=sys.stdout)
-    return 0
+    return run_synth_wsi(opts.out, opts.n_slides, opts.seed, opts.overwrite, opts.width, opts.height, opts.mpp)

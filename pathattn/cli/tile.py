@@ -45,19 +45,7 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's private subc
     subcommands.add_subcommand("tile", p, help=HELP)
 
 
-def _entries(cfg: Namespace):  # noqa: ANN202
-    from pathattn.io.samples import entries_from_paths, read_sample_sheet, select_ids
-
-    if bool(cfg.slides) == bool(cfg.samples):
-        raise PathattnError(
-            "give either --slides (files or folders) or --samples (a sample sheet), not both or neither"
-        )
-    entries = read_sample_sheet(cfg.samples) if cfg.samples else entries_from_paths(cfg.slides)
-    source = f"--samples {cfg.samples}" if cfg.samples else "--slides"
-    return list(select_ids({e.slide_id: e for e in entries}, cfg.slide_ids, source).values())
-
-
-def _job(cfg: Namespace):  # noqa: ANN202
+def _job(cfg: Namespace):  # noqa: ANN202 - TileJob, imported lazily
     from pathattn.tile.params import GridParams, TileParams, TissueParams
     from pathattn.tile.run import TileJob
 
@@ -68,18 +56,9 @@ def _job(cfg: Namespace):  # noqa: ANN202
     for option, folder in (("--tissue-geojson", cfg.tissue_geojson), ("--annotations", cfg.annotations)):
         if folder is not None and not Path(folder).is_dir():
             raise PathattnError(f"{option} folder not found: {folder}")
-    params = TileParams(
-        GridParams(cfg.mpp, cfg.patch_size, cfg.overlap, cfg.min_tissue),
-        TissueParams(
-            cfg.seg_mpp,
-            cfg.tissue_method,
-            cfg.tissue_threshold,
-            cfg.median_blur,
-            cfg.close,
-            cfg.min_tissue_area,
-            cfg.min_hole_area,
-        ),  # fmt: skip
-    )
+    tissue = TissueParams(cfg.seg_mpp, cfg.tissue_method, cfg.tissue_threshold, cfg.median_blur, cfg.close,
+                          cfg.min_tissue_area, cfg.min_hole_area)  # fmt: skip
+    params = TileParams(GridParams(cfg.mpp, cfg.patch_size, cfg.overlap, cfg.min_tissue), tissue)
     folder = lambda value: Path(value) if value else None  # noqa: E731
     return TileJob(
         Path(cfg.out), params, folder(cfg.tissue_geojson), folder(cfg.annotations), cfg.slide_mpp, cfg.overwrite
@@ -88,32 +67,8 @@ def _job(cfg: Namespace):  # noqa: ANN202
 
 def run(cfg: Namespace) -> int:
     """Tile the slides; exit 1 if any failed (or had no tissue, unless --allow-empty)."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from pathattn.cli.summary import error, summarize
-    from pathattn.tile.run import tile_batch
+    from pathattn.io.samples import select_slides
+    from pathattn.tile.run import run_tile
 
     job = _job(cfg)
-    entries = _entries(cfg)
-    console = Console(stderr=True)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, TextColumn("{task.fields[patches]} patches"), console=console) as progress:
-        task = progress.add_task("tile", total=len(entries), patches=0)
-
-        def advance(result) -> None:  # noqa: ANN001
-            progress.update(task, advance=1, patches=progress.tasks[task].fields["patches"] + result.n_patches)
-            if result.status == "failed":
-                progress.console.print(f"[red]failed[/] {result.slide_id}: {result.error}", highlight=False)
-            elif result.status == "empty":
-                progress.console.print(f"[yellow]no tissue[/] {result.slide_id}: 0 patches", highlight=False)
-
-        results = tile_batch(entries, job, cfg.workers, advance)
-    if summarize("tile", results, job.manifest_path):
-        return 1
-    empty = [r.slide_id for r in results if r.status == "empty"]
-    if empty and not cfg.allow_empty:
-        error("tile", f"{len(empty)} slides have no tissue ({', '.join(empty[:5])}); check their QC images, lower "
-              "--min-tissue or --tissue-threshold, or pass --allow-empty")  # fmt: skip
-        return 1
-    return 0
+    return run_tile(job, select_slides(cfg.slides, cfg.samples, cfg.slide_ids), cfg.workers, cfg.allow_empty)

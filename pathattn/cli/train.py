@@ -1,8 +1,10 @@
 """``pathattn train``: patient-level cross-validation of an attention-MIL model on slide-level labels.
 
-Every option of :class:`pathattn.train.run.TrainConfig` is a command-line option and a YAML key; several
-``--config`` files compose (one concern each: ``configs/model/``, ``configs/data/``, ``configs/trainer/``),
-and ``--print_config`` shows the resolved configuration with every default.
+Every option of :class:`pathattn.train.mil.config.TrainConfig` is a command-line option and a YAML key;
+several ``--config`` files compose (one concern each: ``configs/model/``, ``configs/data/``,
+``configs/trainer/``), and ``--print_config`` shows the resolved configuration with every default.
+``--strategy ddp --devices N`` trains each fold on N processes: Lightning re-runs this command once per
+extra process, and only global rank 0 writes the run's files and prints the summary.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ HELP = "cross-validate an attention-MIL model (ABMIL, ACMIL, CLAM-SB, ...) on sl
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
     """Add the ``train`` parser."""
-    from pathattn.train.config import TrainConfig
+    from pathattn.train.mil.config import TrainConfig
 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML files with any of these options (see configs/)")
@@ -23,15 +25,17 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
 
 
 def run(cfg: Namespace) -> int:
-    """Train every fold and print where the metrics are."""
+    """Train every fold and print where the metrics are (on global rank 0)."""
     import sys
 
-    from pathattn.train.config import TrainConfig
-    from pathattn.train.run import train_cv
+    from pathattn.train.mil.config import TrainConfig
+    from pathattn.train.mil.crossval import train_cv
 
     values = {k: v for k, v in cfg.as_dict().items() if k != "config"}
     config = TrainConfig(**values)
     result = train_cv(config)
+    if result is None:  # another process of a DDP run
+        return 0
     summary = result["summary"]
     main_metric = "auroc" if config.task == "classification" else "c_index"
     stat = summary.get(main_metric, {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +12,10 @@ import numpy as np
 
 from pathattn.evaluate import protocol
 from pathattn.evaluate.plots import Curve, pr_figure, write_figure
-from pathattn.io.atomic import write_text_atomic
+from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
-from pathattn.train.metrics import to_json_safe
+
+HEADLINE = ("pxap", "dice", "patch_auroc", "max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc")
 
 
 @dataclass
@@ -84,13 +85,23 @@ def write_outputs(
     panels: Mapping[str, Mapping[str, Curve]],
 ) -> None:
     """Write ``summary.csv``, the per-sample CSV (``per_sample[0]``), ``pr_curves.png`` (with masks) and
-    ``metrics.json`` last, each atomically."""
+    ``metrics.json`` last, each atomically; then print the test split's headline numbers on stderr."""
     out.mkdir(parents=True, exist_ok=True)
     write_csv(out / "summary.csv", summary)
     write_csv(out / per_sample[0], per_sample[1])
     if any(panels.values()):
         write_figure(out / "pr_curves.png", pr_figure({k: v for k, v in panels.items() if v}))
-    write_text_atomic(out / "metrics.json", json.dumps(to_json_safe(dict(metrics)), indent=2))
+    write_json(out / "metrics.json", dict(metrics), indent=2)
+    _print_summary(metrics, out)
+
+
+def _print_summary(metrics: Mapping[str, Any], out: Path) -> None:
+    """The test split's headline numbers, one line per method, on stderr."""
+    for method, splits in metrics["methods"].items():
+        test = splits.get("test", {})
+        values = ", ".join(f"{k} {test[k]:.3f}" for k in HEADLINE if isinstance(test.get(k), float))
+        print(f"evaluate wsol: {method} (test, {test.get('n', 0)}): {values}", file=sys.stderr)
+    print(f"evaluate wsol: results in {out}/ (metrics.json, summary.csv, pr_curves.png)", file=sys.stderr)
 
 
 def result_panels(results: Mapping[str, MethodResult]) -> dict[str, dict[str, Curve]]:

@@ -3,7 +3,7 @@
 A slide's raster has one pixel per ``mpp`` µm (e.g. 16 µm/px: a 3 x 2 mm slide region is 188 x 125 px).
 Per-patch scores (MIL attention, HIPPO effects, a patch classifier's probability) are normalised per slide,
 painted over each patch's footprint and averaged where patches overlap (the heatmap's
-:func:`~pathattn.explain.heatmap.patch_mean`); per-patch maps (a CAM inside each patch) are resized to
+:func:`~pathattn.scoremaps.rasters.patch_mean`); per-patch maps (a CAM inside each patch) are resized to
 the footprint and averaged the same way, then normalised once per slide, never per patch. Tissue pixels
 that no patch covers score 0; the evaluation region is the tissue (from the tiling's tissue GeoJSON), and
 everything outside it is ignored.
@@ -23,8 +23,9 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from pathattn.evaluate import wsol
-from pathattn.explain.heatmap import Method, normalise, patch_mean, tissue_mask
 from pathattn.io.geojson import as_polygons
+from pathattn.scoremaps import rasters
+from pathattn.scoremaps.normalise import Normalisation, normalise
 
 
 @dataclass(frozen=True)
@@ -60,36 +61,20 @@ class SlideGrid:
 
 def patch_raster(coords: np.ndarray, patch_size_level0: int, values: np.ndarray, grid: SlideGrid) -> np.ndarray:
     """One value per patch painted over its footprint, overlaps averaged: (H, W), NaN where no patch is."""
-    return patch_mean(coords, patch_size_level0, values, grid.shape, grid.scale)
+    return rasters.patch_mean(coords, patch_size_level0, values, grid.shape, grid.scale)
 
 
 def stitch_patch_maps(coords: np.ndarray, patch_size_level0: int, maps: np.ndarray, grid: SlideGrid) -> np.ndarray:
-    """Per-patch maps (a CAM per patch) resized to their footprints and averaged: (H, W), NaN where no patch is.
+    """Per-patch maps (N, h, w) resized to their footprints and averaged: (H, W), NaN where no patch is.
 
-    Args:
-        coords: (N, 2) level-0 top-left x, y.
-        patch_size_level0: patch side in level-0 pixels.
-        maps: (N, h, w) one map per patch, on a common (not per-patch) scale; a map with a non-finite value
-            (a masked patch) is left out.
-        grid: the slide's raster.
+    See :func:`pathattn.scoremaps.rasters.stitch_patch_maps`.
     """
-    height, width = grid.shape
-    total, count = np.zeros(grid.shape), np.zeros(grid.shape)
-    corners = np.asarray(coords, np.float64)
-    start = np.round(corners * grid.scale).astype(np.int64)  # the footprints of patch_mean
-    end = np.maximum(np.round((corners + patch_size_level0) * grid.scale).astype(np.int64), start + 1)
-    for (x0, y0), (x1, y1), patch in zip(start, end, np.asarray(maps, np.float32), strict=True):
-        resized = cv2.resize(patch, (int(x1 - x0), int(y1 - y0)), interpolation=cv2.INTER_LINEAR)
-        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
-        if cx1 > cx0 and cy1 > cy0 and np.isfinite(resized).all():
-            total[cy0:cy1, cx0:cx1] += resized[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-            count[cy0:cy1, cx0:cx1] += 1
-    return np.divide(total, count, out=np.full(grid.shape, np.nan), where=count > 0)
+    return rasters.stitch_patch_maps(coords, patch_size_level0, maps, grid.shape, grid.scale)
 
 
 def region_mask(geometry: BaseGeometry, grid: SlideGrid) -> np.ndarray:
     """Polygons in level-0 pixels rasterised on the grid (boundary pixels in, holes out): (H, W) bool."""
-    return tissue_mask(geometry, grid.shape, grid.scale)
+    return rasters.polygon_mask(geometry, grid.shape, grid.scale)
 
 
 def lesion_boxes(geometry: BaseGeometry, grid: SlideGrid) -> np.ndarray:
@@ -137,7 +122,7 @@ def patch_score_map(
     patch_size_level0: int,
     grid: SlideGrid,
     region: np.ndarray,
-    method: Method = "percentile",
+    method: Normalisation = "percentile",
     sigma_px: float = 0.0,
     mode: wsol.Mode = "default",
 ) -> np.ndarray:

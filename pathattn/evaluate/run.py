@@ -35,7 +35,7 @@ from pathattn.evaluate.slides import (
     read_patch_scores,
     slide_truth,
 )
-from pathattn.explain.heatmap import Method, normalise
+from pathattn.scoremaps.normalise import Normalisation, normalise
 
 MODEL = "model"
 
@@ -56,7 +56,7 @@ class SlideWsolJob:
         calibration_ids: the held-out, fully annotated slides (default: ``n_calibration`` drawn with ``seed``).
         n_calibration: how many calibration slides to draw.
         seed: the draw's seed (and the few-shot solver's).
-        mpp: µm per raster pixel.
+        raster_mpp: µm per raster pixel.
         normalisations: per-slide patch-score normalisations to choose from (a heatmap hyperparameter).
         smooth_um: Gaussian sigmas (µm) of raster smoothing to choose from (another one; 0: none).
         baselines: baselines to score beside the model.
@@ -75,8 +75,8 @@ class SlideWsolJob:
     calibration_ids: tuple[str, ...] | None = None
     n_calibration: int = 6
     seed: int = 0
-    mpp: float = 16.0
-    normalisations: tuple[Method, ...] = ("percentile",)
+    raster_mpp: float = 16.0
+    normalisations: tuple[Normalisation, ...] = ("percentile",)
     smooth_um: tuple[float, ...] = (0.0,)
     baselines: tuple[str, ...] = BASELINES
     mode: wsol.Mode = "default"
@@ -95,7 +95,7 @@ class Slide:
 class Variant:
     """A heatmap hyperparameter setting."""
 
-    normalisation: Method
+    normalisation: Normalisation
     sigma_um: float
 
     @property
@@ -115,12 +115,14 @@ def load_slides(job: SlideWsolJob) -> tuple[dict[str, Slide], dict[str, str]]:
             continue
         tissue = job.tiles / "tissue" / f"{slide_id}.geojson" if job.tiles else None
         patches = read_patch_scores(path, job.dataset, job.head, job.features)
-        truth = slide_truth(patches, annotation, tissue if tissue and tissue.is_file() else None, job.mpp, job.classes)
+        truth = slide_truth(
+            patches, annotation, tissue if tissue and tissue.is_file() else None, job.raster_mpp, job.classes
+        )
         slides[slide_id] = Slide(patches, truth)
     return slides, skipped
 
 
-def _patch_values(slide: Slide, normalisation: Method) -> np.ndarray:
+def _patch_values(slide: Slide, normalisation: Normalisation) -> np.ndarray:
     """One score per patch for patch-level metrics: (N,), per-slide normalised (a per-patch map's mean)."""
     values = slide.patches.values
     return normalise(values, normalisation) if values.ndim == 1 else values.mean(axis=(1, 2))

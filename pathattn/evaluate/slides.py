@@ -16,12 +16,10 @@ needs a file without regions: a missing file means "not annotated", and the slid
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
@@ -29,41 +27,13 @@ from shapely.geometry.base import BaseGeometry
 from pathattn.errors import PathattnError
 from pathattn.evaluate.protocol import Sample
 from pathattn.evaluate.rasters import SlideGrid, lesion_boxes, patch_fractions, patch_raster, region_mask
-from pathattn.io.coords import plain_attr
+from pathattn.io.coords import read_coords
 from pathattn.io.geojson import read_annotations
+from pathattn.io.jsonfile import read_json
+from pathattn.io.scores import PatchScores
+from pathattn.io.scores import read_patch_scores as read_score_file
 
 POSITIVE_FRACTION = 0.5  # a patch at least half inside the tumor is a tumor patch; one not touching it is not
-
-
-@dataclass
-class PatchScores:
-    """One slide's per-patch scores and its tiling.
-
-    Args:
-        slide_id: the slide.
-        coords: (N, 2) level-0 top-left x, y.
-        values: (N,) scores or (N, h, w) per-patch maps; non-finite values are masked patches.
-        attrs: the tiling attributes (``patch_size_level0``, ``level0_width``, ``level0_height``, ``mpp_level0``).
-    """
-
-    slide_id: str
-    coords: np.ndarray
-    values: np.ndarray
-    attrs: dict
-
-    def attr(self, name: str) -> float:
-        """A tiling attribute as a number.
-
-        Raises:
-            PathattnError: the attribute is missing.
-        """
-        value = self.attrs.get(name)
-        if value is None:
-            raise PathattnError(
-                f"slide {self.slide_id}: the coordinates lack the '{name}' attribute; "
-                "score files need the tiling attributes of 'pathattn tile' (predict and extract copy them)"
-            )
-        return float(value)
 
 
 def find_score_files(folder: str | Path) -> dict[str, Path]:
@@ -82,57 +52,34 @@ def find_score_files(folder: str | Path) -> dict[str, Path]:
     raise PathattnError(f"--scores {folder} holds no attention/*.h5, slides/*.json or *.h5 files")
 
 
-def _select(values: np.ndarray, head: int, source: str) -> np.ndarray:
-    if values.ndim == 2:
-        if not 0 <= head < values.shape[1]:
-            raise PathattnError(f"{source}: --head {head} does not exist (0 to {values.shape[1] - 1})")
-        return values[:, head]
-    if values.ndim not in (1, 3):
-        raise PathattnError(f"{source}: scores must be (N,), (N, K) or (N, h, w) maps; got shape {values.shape}")
-    return values
-
-
-def _read_h5(path: Path, dataset: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    try:
-        with h5py.File(path, "r") as f:
-            if dataset not in f or "coords" not in f:
-                raise PathattnError(f"{path} has no '{dataset}' or 'coords' dataset; pass --dataset with its name")
-            attrs = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
-            return np.asarray(f["coords"][:], np.int64).reshape(-1, 2), np.asarray(f[dataset][:], np.float64), attrs
-    except OSError as err:
-        raise PathattnError(f"{path} is not a readable HDF5 file ({err})") from None
-
-
-def _read_record(path: Path, key: str, features: Path | None) -> tuple[np.ndarray, np.ndarray, dict]:
+def _read_record(path: Path, key: str, features: Path | None) -> PatchScores:
     """Per-patch values of a ``pathattn explain`` record, with the coordinates of its feature file."""
-    try:
-        patches = json.loads(path.read_text(encoding="utf-8")).get("patches", {})
-    except (OSError, ValueError) as err:
-        raise PathattnError(f"{path} is not a readable JSON record ({err})") from None
+    record = read_json(path, "run 'pathattn explain' again")
+    patches = record.get("patches", {}) if isinstance(record, dict) else {}
     if key not in patches:
         raise PathattnError(f"{path} has no per-patch '{key}'; it has {sorted(patches)} (pass one as --dataset)")
     if features is None:
         raise PathattnError("scores from 'pathattn explain' records need --features (the patches' coordinates)")
-    coords, _, attrs = _read_h5(features / "h5_files" / f"{path.stem}.h5", "features")
-    return coords, np.asarray(patches[key], np.float64), attrs
+    tiling = read_coords(features / "h5_files" / f"{path.stem}.h5")
+    return PatchScores(path.stem, tiling.coords, np.asarray(patches[key], np.float64), tiling.attrs, {})
 
 
 def read_patch_scores(
     path: Path, dataset: str = "attention", head: int = 0, features: Path | None = None
 ) -> PatchScores:
-    """One slide's scores (module docstring for the accepted files).
+    """One slide's scores, (N,) or (N, h, w) per-patch maps (module docstring for the accepted files).
 
     Raises:
         PathattnError: the file is unreadable, lacks the dataset or the head, or its rows disagree with coords.
     """
-    if path.suffix == ".json":
-        coords, values, attrs = _read_record(path, dataset, features)
-    else:
-        coords, values, attrs = _read_h5(path, dataset)
-    values = _select(values, head, str(path))
-    if len(values) != len(coords):
-        raise PathattnError(f"{path}: {len(values)} scores for {len(coords)} patches; the files do not belong together")
-    return PatchScores(path.stem, coords, values, attrs)
+    scores = _read_record(path, dataset, features) if path.suffix == ".json" else read_score_file(path, dataset)
+    scores.values = scores.head(head)
+    if len(scores.values) != len(scores.coords):
+        raise PathattnError(
+            f"{path}: {len(scores.values)} scores for {len(scores.coords)} patches; the files do not belong together"
+        )
+    scores.slide_id = path.stem
+    return scores
 
 
 def read_geometry(path: Path, classes: Sequence[str] | None = None) -> BaseGeometry:
@@ -199,7 +146,8 @@ def assign_splits(
     """The calibration and test slides.
 
     Given ``calibration_ids``, those slides calibrate and the others are the test split. Otherwise
-    ``n_calibration`` slides are drawn at random (seeded), half of them (rounded up) with tumor.
+    ``n_calibration`` slides are drawn at random (seeded), half of them (rounded up) with tumor, leaving at least
+    one tumor slide and one other slide (when there is one) to the test split, so that small cohorts work too.
 
     Raises:
         PathattnError: a named slide is not evaluable, or the split leaves no tumor slide on either side.
@@ -213,8 +161,8 @@ def assign_splits(
     else:
         rng = np.random.default_rng(seed)
         tumor, normal = [s for s in ids if has_tumor[s]], [s for s in ids if not has_tumor[s]]
-        n_tumor = min(len(tumor), (n_calibration + 1) // 2)
-        n_normal = min(len(normal), n_calibration - n_tumor)
+        n_tumor = max(0, min(len(tumor) - 1, (n_calibration + 1) // 2))
+        n_normal = max(0, min(len(normal) - 1, n_calibration - n_tumor))
         calibration = sorted(str(s) for s in [*rng.permutation(tumor)[:n_tumor], *rng.permutation(normal)[:n_normal]])
     test = [s for s in ids if s not in set(calibration)]
     for name, split in (("calibration", calibration), ("test", test)):

@@ -1,9 +1,10 @@
 """The cached back end: counterfactual logits of instance-separable models without re-running the network.
 
-In ABMIL-type models every instance's attention logits and embedding depend on that instance alone, and the
-head is linear after pooling. With ``a_i`` (M,) the attention logits of M heads (ACMIL branches; 1
-otherwise), ``z_i = W h_i`` (C,) the head's contribution of the instance embedding and ``b`` the head's bias,
-the logits of any subset S of the bag are
+A model is served when it provides ``instance_terms`` (the protocol
+:class:`~pathattn.models.mil.base.InstanceSeparable`, whose docstring states the contract): every instance's
+attention logits and embedding depend on that instance alone, and the head is linear after pooling. With
+``a_i`` (M,) the attention logits of M heads (ACMIL branches; 1 otherwise), ``z_i = W h_i`` (C,) the head's
+contribution of the instance embedding and ``b`` the head's bias, the logits of any subset S of the bag are
 
     ``logits(S) = (1/M) sum_m [sum_{i in S} e_im z_i] / [sum_{i in S} e_im] + b``,  ``e_im = exp(a_im - c_m)``
 
@@ -15,88 +16,56 @@ Exactness: the sums are float64 and recomputed from scratch every round (no drif
 shift ``c_m`` = the largest logit of the bag and candidates (no overflow). When a removal takes away almost
 all of a head's attention mass (``S_m - e_jm < 1e-3 S_m``), the subtraction would lose digits, so that
 candidate's logits are recomputed as an exact masked softmax over what is left (also the path of an empty
-bag). Served models, by :func:`instance_terms`: :class:`ABMIL` and :class:`CLAMSB` (one head), ACMIL's slide
-head (mean of the branches' softmax attention), :class:`MeanPool` (a = 0). Others (max pooling, models with
-instance interactions) are served by the generic back end.
+bag). pathattn's ABMIL, CLAM-SB, ACMIL (its slide head) and mean pooling (a = 0) provide the terms; other
+models (max pooling, models with instance interactions) are served by the generic back end.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from pathattn.models.mil.abmil import ABMIL
-from pathattn.models.mil.acmil import ACMIL
-from pathattn.models.mil.pooling import MeanPool
+from pathattn.models.mil.base import InstanceSeparable, InstanceTerms
 
 CANCELLATION = 1e-3  # recompute exactly when a removal leaves less than this share of a head's attention mass
 WEIGHTS_PER_STEP = 1 << 22  # bags x instances x heads per step of an exact evaluation (32 MiB of float64)
-SERVED = (ABMIL, ACMIL, MeanPool)
-
-
-@dataclass(frozen=True)
-class InstanceTerms:
-    """What the cached formula needs from the network, per instance of the pool.
-
-    Args:
-        attention: (P, M) float64 raw attention logits of M heads (M = 1 but for ACMIL).
-        contributions: (P, C) float64 head contributions ``z_i = W h_i``.
-        bias: (C,) float64 head bias.
-    """
-
-    attention: torch.Tensor
-    contributions: torch.Tensor
-    bias: torch.Tensor
 
 
 def unsupported_reason(network: nn.Module) -> str | None:
     """Why the cached back end cannot serve ``network`` (None when it can)."""
-    if isinstance(network, SERVED):
+    if isinstance(network, InstanceSeparable):
         return None
-    served = ", ".join(cls.__name__ for cls in SERVED)
-    name = type(network).__name__
-    return f"{name} is not instance-separable with a linear head (the cached back end serves {served})"
+    return (
+        f"{type(network).__name__} is not instance-separable with a linear head: it has no instance_terms method "
+        "(the cached back end serves models implementing pathattn.models.mil.base.InstanceSeparable)"
+    )
 
 
 @torch.inference_mode()
-def instance_terms(network: nn.Module, features: torch.Tensor, chunk: int = 65536) -> InstanceTerms:
+def instance_terms(network: InstanceSeparable, features: torch.Tensor, chunk: int = 65536) -> InstanceTerms:
     """Attention logits and head contributions of every instance, in chunks of ``chunk`` instances.
 
     Args:
         network: a served model in eval mode (see :func:`unsupported_reason`).
-        features: (P, D) standardised instance features.
+        features: (P, D) standardised instance features (P >= 1).
         chunk: instances per network pass (bounds memory).
 
     Returns:
-        The terms of the P instances.
+        The terms of the P instances in float64: attention (P, M), contributions (P, C), bias (C,).
     """
-    parts = [_chunk_terms(network, features[start : start + chunk]) for start in range(0, len(features), chunk)]
-    head = network.slide_head if isinstance(network, ACMIL) else network.head
+    parts = [network.instance_terms(features[start : start + chunk]) for start in range(0, len(features), chunk)]
     return InstanceTerms(
-        torch.cat([p[0] for p in parts]).double(),
-        torch.cat([p[1] for p in parts]).double(),
-        head.bias.detach().double(),
+        torch.cat([p.attention for p in parts]).double(),
+        torch.cat([p.contributions for p in parts]).double(),
+        parts[0].bias.detach().double(),
     )
-
-
-def _chunk_terms(network: nn.Module, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(attention (n, M), contributions (n, C)) of a chunk, through the network's own layers."""
-    embeddings = network.encoder(features[None])[0]  # (n, L)
-    if isinstance(network, MeanPool):
-        attention = embeddings.new_zeros(len(embeddings), 1)
-    else:
-        attention = network.attention(embeddings[None])[0]
-    head = network.slide_head if isinstance(network, ACMIL) else network.head
-    return attention, embeddings @ head.weight.T
 
 
 class CachedBackend:
     """Counterfactual logits from cached instance terms (module docstring).
 
     Args:
-        terms: the terms of the pool's P instances.
+        terms: the float64 terms of the pool's P instances (:func:`instance_terms`).
     """
 
     name = "cached"

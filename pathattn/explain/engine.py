@@ -11,8 +11,9 @@ An :class:`Explainer` standardises the raw bag once, picks a back end and answer
 Indices: the slide's patches are 0 .. N-1 (rows of its feature file); donor patches are numbered
 0 .. M-1 within the donor array and sit at N .. N+M-1 of the pool (:meth:`Explainer.donor`).
 
-Back ends: ``auto`` takes the cached one (:mod:`pathattn.explain.cached`) when the network is
-instance-separable and its cached logits match a forward pass of the whole pool, else the generic one
+Back ends: ``auto`` takes the cached one (:mod:`pathattn.explain.cached`) when the network provides
+``instance_terms`` (:class:`~pathattn.models.mil.base.InstanceSeparable`) and its cached logits match a
+forward pass of the whole pool, else the generic one
 (:mod:`pathattn.explain.generic`) with a :class:`BackendFallbackWarning`; :attr:`Explainer.backend_note`
 says which was used and why.
 """
@@ -30,10 +31,11 @@ import torch
 from pathattn.errors import PathattnError
 from pathattn.explain.cached import CachedBackend, instance_terms, unsupported_reason
 from pathattn.explain.generic import GenericBackend
-from pathattn.explain.model import ExplainedModel, Scoring
+from pathattn.explain.model import Scoring
 from pathattn.explain.options import BACKENDS, BackendName, Optimizer
 from pathattn.explain.regions import check_indices, top_ranked
 from pathattn.explain.search import Backend, SearchResult, greedy_search
+from pathattn.models.trained import TrainedModel
 
 AGREEMENT = 1e-4  # cached vs forward logits, relative to (1 + largest |logit|)
 
@@ -117,7 +119,7 @@ class Explainer:
 
     def __init__(
         self,
-        model: ExplainedModel,
+        model: TrainedModel,
         features: np.ndarray | torch.Tensor,
         *,
         donors: np.ndarray | torch.Tensor | None = None,

@@ -16,15 +16,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from matplotlib.figure import Figure
 from shapely.geometry.base import BaseGeometry
 
 from pathattn.io.atomic import atomic_path
-from pathattn.io.geojson import as_polygons
 from pathattn.io.slide import Slide
-from pathattn.tile.qc import qc_mpp, write_png
+from pathattn.scoremaps.images import slide_thumbnail, write_png
+from pathattn.scoremaps.render import draw_patches, draw_polygons
 
 FOUND = (220, 30, 30)
 ATTENDED = (30, 90, 230)
@@ -124,13 +123,9 @@ def outline_patches(
     image = np.ascontiguousarray(thumbnail.copy())
     scale = 1.0 / level0_per_px
     if region is not None:
-        for polygon in as_polygons(region):
-            points = np.round(np.asarray(polygon.exterior.coords) * scale).astype(np.int32)
-            cv2.polylines(image, [points], True, REGION, 2, lineType=cv2.LINE_AA)
-    side = max(2, round(patch_size_level0 * scale))
+        draw_polygons(image, region, scale, REGION)
     for indices, color in groups:
-        for x, y in np.round(np.asarray(coords)[indices] * scale).astype(np.int64):
-            cv2.rectangle(image, (int(x), int(y)), (int(x) + side - 1, int(y) + side - 1), color, 2)
+        draw_patches(image, np.asarray(coords)[indices], patch_size_level0, scale, color, thickness=2, min_side=2)
     return image
 
 
@@ -143,11 +138,11 @@ def patches_image(
 ) -> np.ndarray:
     """The thumbnail (about 1024 px on the long side) with the record's found and top-attention patches."""
     with Slide(slide_path) as slide:
-        thumbnail, level0_per_px = slide.read_at_mpp(qc_mpp(max(slide.dimensions) * slide.mpp.mean, slide.mpp.mean))
+        thumbnail, level0_per_px = slide_thumbnail(slide)
     found = record.get("ablated_patches") or record.get("compare", {}).get("top_effect", [])
     attended = record.get("compare", {}).get("top_attention", [])
     groups = [(np.asarray(attended, np.int64), ATTENDED), (np.asarray(found, np.int64), FOUND)]
-    return outline_patches(thumbnail, sum(level0_per_px) / 2, coords, patch_size_level0, groups, region)
+    return outline_patches(thumbnail, level0_per_px, coords, patch_size_level0, groups, region)
 
 
 def write_slide_figures(

@@ -1,10 +1,9 @@
-"""What a counterfactual explains: a trained MIL network, its feature standardisation, and what is measured.
+"""What a counterfactual measures on a trained model.
 
-:class:`ExplainedModel` wraps the network of a ``pathattn train`` checkpoint (or any MIL network, e.g. a
-HIPPO model loaded with :func:`pathattn.models.mil.abmil_from_hippo`) with the per-fold standardisation of
-its :class:`~pathattn.train.system.MILSystem`. Raw bags are standardised **once**, when an explainer is
-built; every counterfactual bag is then a subset of those standardised rows, so removing or adding a patch
-never re-standardises anything.
+The model is a :class:`~pathattn.models.trained.TrainedModel` (:func:`~pathattn.models.trained.load_trained`
+reads checkpoints of ``pathattn train``, HIPPO and CLAM-SB; any MIL network can be wrapped directly). Raw
+bags are standardised **once**, when an explainer is built; every counterfactual bag is then a subset of
+those standardised rows, so removing or adding a patch never re-standardises anything.
 
 :class:`Scoring` turns bag logits into the number a search optimises (the *objective*), the model's outputs
 (class probabilities, or one risk for survival: HIPPO's ``model_outputs``) and the decision (for stopping
@@ -23,82 +22,13 @@ objective     value for class k of logits l (B, C)
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
-from torch import nn
 
 from pathattn.errors import PathattnError
 from pathattn.explain.options import OBJECTIVES, Objective
-
-Task = Literal["classification", "survival"]
-
-
-@dataclass(frozen=True)
-class ExplainedModel:
-    """A MIL network with the transform its inputs need.
-
-    Args:
-        network: maps ``features (B, N, D)`` and ``mask (B, N)`` to a ``MILOutput``; put in eval mode here.
-        task: ``classification`` (logits of C classes) or ``survival``.
-        survival_loss: how a survival network's logits become a risk: ``nll`` (discrete hazards) or ``cox``.
-        class_names: the class names in index order (classification).
-        feature_mean: (D,) subtracted from raw features (None: no standardisation).
-        feature_std: (D,) raw features are divided by it after centring.
-        name: the registered model name, for the outputs.
-    """
-
-    network: nn.Module
-    task: Task = "classification"
-    survival_loss: Literal["nll", "cox"] = "nll"
-    class_names: tuple[str, ...] = ()
-    feature_mean: torch.Tensor | None = None
-    feature_std: torch.Tensor | None = None
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        self.network.eval()
-
-    @classmethod
-    def from_system(cls, system: nn.Module) -> ExplainedModel:
-        """The network and standardisation of a :class:`~pathattn.train.system.MILSystem`."""
-        hparams = system.hparams
-        standardize = hparams.get("feature_norm", "none") != "none"
-        return cls(
-            network=system.model,
-            task=hparams.get("task", "classification"),
-            survival_loss=hparams.get("survival_loss", "nll"),
-            class_names=tuple(hparams.get("class_names") or ()),
-            feature_mean=system.feature_mean.detach().clone() if standardize else None,
-            feature_std=system.feature_std.detach().clone() if standardize else None,
-            name=(hparams.get("model_spec") or {}).get("name", type(system.model).__name__),
-        )
-
-    @classmethod
-    def load(cls, checkpoint: str | os.PathLike[str], device: str = "cpu") -> ExplainedModel:
-        """Load a checkpoint of ``pathattn train`` (``RUN/fold_k/checkpoints/*.ckpt``)."""
-        from pathattn.train.system import MILSystem
-
-        return cls.from_system(MILSystem.load(checkpoint, map_location=device))
-
-    @property
-    def in_dim(self) -> int:
-        """D, the feature size the network takes."""
-        return int(self.network.in_dim)
-
-    @property
-    def device(self) -> torch.device:
-        """Where the network's parameters are."""
-        return next(self.network.parameters()).device
-
-    def normalize(self, features: torch.Tensor) -> torch.Tensor:
-        """Raw ``features`` (..., D) as the network sees them (standardised with the checkpoint's statistics)."""
-        if self.feature_mean is None or self.feature_std is None:
-            return features
-        mean, std = self.feature_mean.to(features), self.feature_std.to(features)
-        return (features - mean) / std
+from pathattn.models.trained import TrainedModel
 
 
 @dataclass(frozen=True)
@@ -113,7 +43,7 @@ class Scoring:
         dtype: the precision of values and outputs; float32 reproduces HIPPO's float32 probabilities.
     """
 
-    model: ExplainedModel
+    model: TrainedModel
     objective: Objective = "log_odds"
     class_index: int = 1
     risk_threshold: float | None = None
@@ -145,14 +75,7 @@ class Scoring:
 
     def outputs(self, logits: torch.Tensor) -> torch.Tensor:
         """The model's outputs: class probabilities (B, C), or the risk (B, 1) of a survival model."""
-        logits = logits.to(self.dtype)
-        if self.model.task == "classification":
-            return torch.softmax(logits, dim=-1)
-        if self.model.survival_loss == "cox":
-            return logits[:, :1]
-        from pathattn.train.survival import risk_from_hazards
-
-        return risk_from_hazards(logits)[:, None]
+        return self.model.scores(logits.to(self.dtype))
 
     @property
     def can_decide(self) -> bool:

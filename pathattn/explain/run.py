@@ -15,8 +15,10 @@ skipped (re-running resumes); a failing slide is recorded in the manifest and th
 
 from __future__ import annotations
 
+import functools
 import json
-import time
+import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +26,20 @@ from typing import Any
 
 import numpy as np
 
+from pathattn.batch import Batch, BatchOutcome, BatchRow, one_line
 from pathattn.errors import PathattnError
 from pathattn.explain.cohort import cohort_tests, correlation_summary
-from pathattn.explain.engine import Explainer
+from pathattn.explain.engine import BackendFallbackWarning, Explainer
 from pathattn.explain.figures import write_slide_figures
-from pathattn.explain.model import ExplainedModel
 from pathattn.explain.options import BackendName
 from pathattn.explain.regions import patches_in_annotations
 from pathattn.explain.slide import SlideInputs, SlideSettings, explain_slide
-from pathattn.io.atomic import remove_stale_temporaries, write_text_atomic
 from pathattn.io.bags import find_bags, read_bag
-from pathattn.io.manifest import write_csv, write_manifest
+from pathattn.io.jsonfile import write_json
+from pathattn.io.manifest import write_csv
+from pathattn.io.runs import run_checkpoints
 from pathattn.io.samples import read_sample_sheet, read_table, select_ids
-from pathattn.train.predict import run_checkpoints
+from pathattn.models.trained import CheckpointFormat, TrainedModel, load_trained
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class ExplainJob:
     Args:
         features: folder of feature files (``pathattn extract`` output).
         out: output folder (module docstring).
-        checkpoint: one ``.ckpt`` for every slide; or
+        checkpoint: one checkpoint for every slide (``pathattn train``, HIPPO or CLAM-SB); or
         run: a ``pathattn train`` run: each slide with its out-of-fold checkpoint.
         samples: sample sheet (labels for the summary; ``slide_path`` for thumbnails of moved slides).
         slide_ids: the slides to explain (default: all).
@@ -57,6 +60,8 @@ class ExplainJob:
         donors: slides whose patches (their annotated region, with annotations) are offered for insertion.
         backend: ``auto``, ``cached`` or ``generic``.
         device: where the model runs.
+        checkpoint_format: the format of the checkpoints: ``auto`` (detected), ``pathattn``, ``hippo`` or
+            ``clam_sb`` (:func:`pathattn.models.trained.load_trained`).
         figures: draw the figures.
         overwrite: redo slides whose records exist.
         settings: what to compute per slide.
@@ -74,23 +79,20 @@ class ExplainJob:
     donors: Sequence[str] = ()
     backend: BackendName = "auto"
     device: str = "cpu"
+    checkpoint_format: CheckpointFormat = "auto"
     figures: bool = True
     overwrite: bool = False
     settings: SlideSettings = field(default_factory=SlideSettings)
 
 
-@dataclass
-class ExplainResult:
+@dataclass(kw_only=True)
+class ExplainRow(BatchRow):
     """One row of the manifest."""
 
-    slide_id: str
-    status: str
     n_patches: int = 0
     backend: str = ""
     checkpoint: str = ""
-    seconds: float = 0.0
     record: str = ""
-    error: str = ""
 
 
 def _check(job: ExplainJob) -> None:
@@ -182,38 +184,31 @@ def _is_current(path: Path, checkpoint: Path, settings: SlideSettings) -> bool:
     return record.get("checkpoint") == str(checkpoint) and record.get("settings") == settings.as_dict()
 
 
-def explain_one(job: ExplainJob, model: ExplainedModel, slide_id: str, checkpoint: Path,
-                files: Mapping[str, Path], paths: Mapping[str, Path]) -> ExplainResult:  # fmt: skip
-    """Explain one slide and write its record and figures; a failure is returned, never raised."""
-    start = time.perf_counter()
+def explain_one(job: ExplainJob, model: TrainedModel, slide_id: str, checkpoint: Path,
+                files: Mapping[str, Path], paths: Mapping[str, Path]) -> ExplainRow:  # fmt: skip
+    """Explain one slide and write its record and figures (skipped when its record is current); errors propagate."""
     target = Path(job.out) / "slides" / f"{slide_id}.json"
-    result = ExplainResult(slide_id, "done", checkpoint=str(checkpoint), record=str(target))
+    row = ExplainRow(slide_id, checkpoint=str(checkpoint), record=str(target))
     if not job.overwrite and _is_current(target, checkpoint, job.settings):
-        result.status = "skipped"
-        return result
-    try:
-        slide = _read(job, slide_id, files[slide_id])
-        if len(slide.features) == 0:
-            result.status = "empty"
-            return result
-        donor = _donor(job, slide_id, files)
-        explainer = Explainer(model, slide.features, donors=None if donor is None else donor[2], backend=job.backend)
-        inputs = SlideInputs(slide_id, slide.coords, slide.region, None if donor is None else donor[:2])
-        record = explain_slide(explainer, inputs, job.settings)
-        record["checkpoint"] = str(checkpoint)
-        if job.figures:
-            record["figures"] = write_slide_figures(
-                record, Path(job.out) / "figures", slide_path=_slide_path(slide_id, slide, paths),
-                coords=slide.coords, patch_size_level0=slide.patch_size, region=slide.geometry,
-            )  # fmt: skip
-        write_text_atomic(target, json.dumps(record, indent=1))
-        result.n_patches, result.backend = record["n_patches"], record["backend"]
-    except PathattnError as err:
-        result.status, result.error = "failed", str(err)
-    except Exception as err:  # noqa: BLE001 - one bad slide must not stop the batch
-        result.status, result.error = "failed", " ".join(f"{type(err).__name__}: {err}".split())
-    result.seconds = round(time.perf_counter() - start, 3)
-    return result
+        row.status = "skipped"
+        return row
+    slide = _read(job, slide_id, files[slide_id])
+    if len(slide.features) == 0:
+        row.status = "empty"
+        return row
+    donor = _donor(job, slide_id, files)
+    explainer = Explainer(model, slide.features, donors=None if donor is None else donor[2], backend=job.backend)
+    inputs = SlideInputs(slide_id, slide.coords, slide.region, None if donor is None else donor[:2])
+    record = explain_slide(explainer, inputs, job.settings)
+    record["checkpoint"] = str(checkpoint)
+    if job.figures:
+        record["figures"] = write_slide_figures(
+            record, Path(job.out) / "figures", slide_path=_slide_path(slide_id, slide, paths),
+            coords=slide.coords, patch_size_level0=slide.patch_size, region=slide.geometry,
+        )  # fmt: skip
+    write_json(target, record)
+    row.n_patches, row.backend = record["n_patches"], record["backend"]
+    return row
 
 
 EFFECTS = ("top_attention", "top_effect", "random")
@@ -258,7 +253,7 @@ def write_cohort(out: Path, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]
         "spearman_attention_effect": correlation_summary([_number(r["spearman_attention_effect"]) for r in compared]),
         "flags": flags if any(row["region_share"] != "" for row in rows) else {},
     }  # fmt: skip
-    write_text_atomic(out / "cohort.json", json.dumps(cohort, indent=1))
+    write_json(out / "cohort.json", cohort)
     write_csv(out / "cohort.csv", tests)
     return cohort
 
@@ -273,12 +268,21 @@ def _labels(samples: Path | None) -> tuple[dict[str, str], dict[str, Path]]:
     return labels, {e.slide_id: e.path for e in read_sample_sheet(samples)} if has_paths else {}
 
 
-def explain_cohort(job: ExplainJob, progress=None) -> list[ExplainResult]:  # noqa: ANN001 - a callable(result)
-    """Explain every slide of the job and write the outputs (module docstring).
+def _explain_with(job: ExplainJob, batch: Batch[ExplainRow], checkpoint: Path, slide_ids: Sequence[str],
+                  files: Mapping[str, Path], paths: Mapping[str, Path]) -> None:  # fmt: skip
+    """Explain ``slide_ids`` with one checkpoint (loaded once); a checkpoint that cannot be loaded fails its slides."""
+    try:
+        model = load_trained(checkpoint, job.device, job.checkpoint_format)
+    except PathattnError as err:
+        for slide_id in slide_ids:
+            batch.record(ExplainRow(slide_id, "failed", checkpoint=str(checkpoint), error=one_line(err)))
+        return
+    work = functools.partial(explain_one, job, model, checkpoint=checkpoint, files=files, paths=paths)
+    batch.run(slide_ids, work, str)
 
-    Args:
-        job: what to explain and how.
-        progress: called with each slide's result as it finishes (e.g. to print failures).
+
+def explain_cohort(job: ExplainJob) -> BatchOutcome[ExplainRow]:
+    """Explain every slide of the job and write the outputs (module docstring).
 
     Returns:
         The manifest rows of this run.
@@ -288,27 +292,31 @@ def explain_cohort(job: ExplainJob, progress=None) -> list[ExplainResult]:  # no
     """
     _check(job)
     out = Path(job.out)
-    for folder in (out, out / "slides", out / "figures"):
-        folder.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(folder)
     files = find_bags(job.features)
     checkpoints = _checkpoints(job, files)
     missing = sorted(set(checkpoints) - set(files))
     if missing:
         raise PathattnError(f"{len(missing)} slides have no feature file in {job.features}: {', '.join(missing[:10])}")
     labels, paths = _labels(job.samples)
-    results = []
-    for checkpoint in sorted(set(checkpoints.values())):
-        model = ExplainedModel.load(checkpoint, job.device)
-        for slide_id in sorted(s for s, c in checkpoints.items() if c == checkpoint):
-            results.append(explain_one(job, model, slide_id, checkpoint, files, paths))
-            write_manifest(out / "manifest.csv", ExplainResult, results)
-            if progress is not None:
-                progress(results[-1])
+    folders = [out / "slides", out / "figures"]
+    with Batch("explain", out, ExplainRow, folders, total=len(checkpoints)) as batch:
+        for checkpoint in sorted(set(checkpoints.values())):
+            slide_ids = sorted(s for s, c in checkpoints.items() if c == checkpoint)
+            _explain_with(job, batch, checkpoint, slide_ids, files, paths)
     records = [json.loads((out / "slides" / f"{s}.json").read_text()) for s in sorted(checkpoints)
                if (out / "slides" / f"{s}.json").is_file()]  # fmt: skip
     rows = [summary_row(record, labels.get(record["slide_id"], "")) for record in records]
     if rows:
         write_csv(out / "summary.csv", rows)
         write_cohort(out, rows)
-    return results
+    return batch.outcome(sorted(checkpoints))
+
+
+def run_explain(job: ExplainJob) -> int:
+    """``pathattn explain``: :func:`explain_cohort`, the back-end notes and the summary; return the exit code."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BackendFallbackWarning)
+        outcome = explain_cohort(job)
+    for note in dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, BackendFallbackWarning)):
+        print(f"note: {note}", file=sys.stderr)
+    return outcome.report()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,13 +27,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from pathattn import __version__
+from pathattn.batch import Batch, BatchOutcome, BatchRow, one_line
+from pathattn.devices import resolve_device
 from pathattn.errors import PathattnError
 from pathattn.extract.data import PatchDataset, SlidePatches, worker_init
-from pathattn.extract.encoders import Encoder
-from pathattn.io.atomic import remove_stale_temporaries
+from pathattn.extract.encoders import Encoder, create_encoder
 from pathattn.io.bags import read_bag, write_clam_pt, write_features
 from pathattn.io.coords import PatchCoords, read_coords
-from pathattn.io.manifest import run_files, write_manifest
+from pathattn.io.manifest import run_files
+from pathattn.io.samples import select_ids, slide_paths
 from pathattn.io.slide import Slide
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -41,18 +43,14 @@ FeatureDtype = Literal["float32", "float16"]
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-@dataclass
-class ExtractResult:
+@dataclass(kw_only=True)
+class ExtractRow(BatchRow):
     """One row of the manifest."""
 
-    slide_id: str
-    status: Literal["done", "skipped", "empty", "failed"]
     n_patches: int = 0
     embed_dim: int = 0
     encoder: str = ""
-    seconds: float = 0.0
     slide_path: str = ""
-    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,18 +91,6 @@ class ExtractJob:
         return self.out / "manifest.csv"
 
 
-def resolve_device(device: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; a CUDA request without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise PathattnError(f"--device {device} but no CUDA GPU is visible; use --device cpu or auto")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise PathattnError(f"--device {device} is not a device; use auto, cpu or cuda") from None
-
-
 def resolve_workers(workers: int | None, device: torch.device) -> int:
     """The number of reading processes: as asked, else 1 on the CPU and up to 8 (cores - 1) beside a GPU."""
     if workers is not None:
@@ -132,7 +118,7 @@ def _provenance(encoder: Encoder, job: ExtractJob, coords: PatchCoords, slide_id
         "dtype": job.dtype,
         "target_mpp": attrs.get("target_mpp", float("nan")),
         "mpp_level0": attrs.get("mpp_level0", float("nan")),
-        "patch_size": attrs.get("patch_size", -1),
+        "patch_size": attrs.get("target_patch_size", attrs.get("patch_size", -1)),
         "patch_size_level0": attrs.get("patch_size_level0", -1),
         "pathattn_version": __version__,
         "timm_version": timm.__version__,
@@ -202,88 +188,134 @@ def _finish(job: ExtractJob, encoder: Encoder, slide_id: str, coords: PatchCoord
 class _Pending:
     """A slide whose patches are being embedded."""
 
-    result: ExtractResult
+    row: ExtractRow
     coords: PatchCoords
+    plan: SlidePatches
     features: np.ndarray
     remaining: int
     started: float
 
 
-def extract_batch(
+def _prepare(
+    coords_file: Path, encoder: Encoder, job: ExtractJob, slide_paths: Mapping[str, Path]
+) -> ExtractRow | _Pending:
+    """What a slide needs: nothing (its features exist), nothing to embed (no patch), or its read plan.
+
+    Raises:
+        PathattnError: the slide cannot be read as tiled.
+    """
+    slide_id, started = coords_file.stem, time.perf_counter()
+    row = ExtractRow(slide_id, embed_dim=encoder.embed_dim, encoder=encoder.name)
+    if job.features_path(slide_id).exists() and not job.overwrite:
+        done = read_coords(coords_file)
+        row.status, row.n_patches, row.slide_path = "skipped", len(done), str(done.attrs.get("slide_path", ""))
+        return row
+    coords = read_coords(coords_file)
+    slide_path = slide_paths.get(slide_id) or Path(str(coords.attrs.get("slide_path", "")))
+    row.slide_path, row.n_patches = str(slide_path), len(coords)
+    if not str(slide_path):
+        raise PathattnError(f"{coords_file} does not name its slide; pass --samples with a slide_path column")
+    plan = _check_slide(coords, slide_path, coords_file)
+    if len(coords) == 0:
+        _finish(job, encoder, slide_id, coords, np.zeros((0, encoder.embed_dim), np.float32))
+        row.status, row.seconds = "empty", round(time.perf_counter() - started, 3)
+        return row
+    return _Pending(row, coords, plan, np.zeros((len(coords), encoder.embed_dim), np.float32), len(coords), started)
+
+
+def _check_outputs(coords_files: Sequence[Path], encoder: Encoder, job: ExtractJob) -> None:
+    """Refuse an output folder holding features of another encoder (they would be kept as if current).
+
+    Raises:
+        PathattnError: a feature file of these slides was made with another encoder or weights.
+    """
+    if job.overwrite:
+        return
+    for coords_file in coords_files:
+        out = job.features_path(coords_file.stem)
+        if out.exists() and not _features_match(out, encoder):
+            raise PathattnError(
+                f"{out} holds features of another encoder or weights than '{encoder.name}'; "
+                "use another --out folder or pass --overwrite"
+            )
+
+
+def extract(
     coords_files: Sequence[Path],
     encoder: Encoder,
     job: ExtractJob,
-    slide_paths: dict[str, Path] | None = None,
-    on_patches: Callable[[int], None] | None = None,
-) -> list[ExtractResult]:
-    """Embed every patch of the tiled slides.
+    slide_paths: Mapping[str, Path] | None = None,
+) -> BatchOutcome[ExtractRow]:
+    """Embed every patch of the tiled slides (a :class:`~pathattn.batch.Batch`: manifest, failures, progress).
 
     Args:
         coords_files: coordinate files of ``pathattn tile`` (or CLAM/TRIDENT with a ``read_size``-less plan).
         encoder: the encoder (its model, input size and normalisation).
         job: shared settings and the output folder.
         slide_paths: slide id → slide file, overriding the path recorded at tiling (slides that moved).
-        on_patches: called with the number of patches embedded or skipped, for a progress bar.
 
     Returns:
-        One result per coordinates file, in input order.
+        One row per coordinates file, in input order.
 
     Raises:
         PathattnError: the output folder holds features of another encoder (and ``overwrite`` is off).
     """
-    for sub in ("h5_files", "pt_files"):
-        (job.out / sub).mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(job.out / sub)
-    results: dict[str, ExtractResult] = {}
-    pending: list[_Pending] = []
-    sources: list[SlidePatches] = []
+    _check_outputs(coords_files, encoder, job)
+    folders = [job.out / "h5_files", job.out / "pt_files"]
+    with Batch("extract", job.out, ExtractRow, folders) as batch:
+        pending: list[_Pending] = []
+        for coords_file in coords_files:
+            try:
+                prepared = _prepare(coords_file, encoder, job, slide_paths or {})
+            except PathattnError as err:
+                prepared = ExtractRow(coords_file.stem, "failed", embed_dim=encoder.embed_dim,
+                                      encoder=encoder.name, error=one_line(err))  # fmt: skip
+            if isinstance(prepared, _Pending):
+                pending.append(prepared)
+            else:
+                batch.record(prepared, advance=prepared.n_patches)
+        batch.set_total(sum(row.n_patches for row in batch.rows.values()) + sum(p.remaining for p in pending))
+        if pending:
+            _embed_all(pending, encoder, job, batch)
+    return batch.outcome([p.stem for p in coords_files])
 
-    def record(result: ExtractResult) -> None:
-        results[result.slide_id] = result
-        write_manifest(job.manifest_path, ExtractResult, [result])
 
-    for coords_file in coords_files:
-        slide_id = coords_file.stem
-        out = job.features_path(slide_id)
-        if out.exists() and not job.overwrite:
-            if not _features_match(out, encoder):
-                raise PathattnError(
-                    f"{out} holds features of another encoder or weights than '{encoder.name}'; "
-                    "use another --out folder or pass --overwrite"
-                )
-            done = read_coords(coords_file)
-            slide_path = str(done.attrs.get("slide_path", ""))
-            record(
-                ExtractResult(slide_id, "skipped", len(done), encoder.embed_dim, encoder.name, slide_path=slide_path)
-            )
-            if on_patches:
-                on_patches(len(done))
-            continue
-        started = time.perf_counter()
-        result = ExtractResult(slide_id, "done", embed_dim=encoder.embed_dim, encoder=encoder.name)
-        try:
-            coords = read_coords(coords_file)
-            slide_path = (slide_paths or {}).get(slide_id) or Path(str(coords.attrs.get("slide_path", "")))
-            result.slide_path, result.n_patches = str(slide_path), len(coords)
-            if not str(slide_path):
-                raise PathattnError(f"{coords_file} does not name its slide; pass --samples with a slide_path column")
-            plan = _check_slide(coords, slide_path, coords_file)
-        except PathattnError as err:
-            result.status, result.error = "failed", str(err)
-            record(result)
-            continue
-        if len(coords) == 0:
-            _finish(job, encoder, slide_id, coords, np.zeros((0, encoder.embed_dim), np.float32))
-            result.status, result.seconds = "empty", round(time.perf_counter() - started, 3)
-            record(result)
-            continue
-        features = np.zeros((len(coords), encoder.embed_dim), np.float32)
-        pending.append(_Pending(result, coords, features, len(coords), started))
-        sources.append(plan)
+def extract_batch(
+    coords_files: Sequence[Path],
+    encoder: Encoder,
+    job: ExtractJob,
+    slide_paths: Mapping[str, Path] | None = None,
+) -> list[ExtractRow]:
+    """The rows of :func:`extract` (arguments alike): one per coordinates file, in input order."""
+    return extract(coords_files, encoder, job, slide_paths).rows
 
-    if sources:
-        _embed_all(sources, pending, encoder, job, record, on_patches)
-    return [results[p.stem] for p in coords_files if p.stem in results]
+
+def run_extract(
+    job: ExtractJob,
+    coords: str | Path,
+    encoder: str,
+    weights: str | Path | None = None,
+    slide_ids: Sequence[str] | None = None,
+    samples: str | Path | None = None,
+    allow_failed: bool = False,
+) -> int:
+    """``pathattn extract``: embed the tiled slides of a run folder and print the summary; return the exit code.
+
+    Args:
+        job: shared settings and the output folder.
+        coords: the output folder of ``pathattn tile`` (or its ``coords/``).
+        encoder: a preset, a timm model name or ``hf-hub:ORG/NAME``.
+        weights: the encoder's weights file (None: random init).
+        slide_ids: only these slides (default: all).
+        samples: a sample sheet whose ``slide_path`` column overrides the paths recorded at tiling.
+        allow_failed: exit 0 even when slides failed.
+    """
+    files = list(select_ids({f.stem: f for f in find_coords(coords)}, slide_ids, f"--coords {coords}").values())
+    paths = slide_paths(samples)
+    resolve_device(job.device)
+    model = create_encoder(encoder, weights)
+    outcome = extract(files, model, job, paths)
+    return outcome.report(f" with {model.name} ({model.embed_dim}-d)", allow_failed=allow_failed)
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
@@ -299,19 +331,12 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def _embed_all(
-    sources: list[SlidePatches],
-    pending: list[_Pending],
-    encoder: Encoder,
-    job: ExtractJob,
-    record: Callable[[ExtractResult], None],
-    on_patches: Callable[[int], None] | None,
-) -> None:
+def _embed_all(pending: list[_Pending], encoder: Encoder, job: ExtractJob, batch: Batch[ExtractRow]) -> None:
     """Run the DataLoader over every pending slide, writing each slide as soon as it is complete."""
     embed = Embedder(encoder, job)
     workers = resolve_workers(job.workers, embed.device)
     loader = DataLoader(
-        PatchDataset(sources, encoder.input_size),
+        PatchDataset([p.plan for p in pending], encoder.input_size),
         batch_size=job.batch_size,
         num_workers=workers,
         pin_memory=embed.device.type == "cuda",
@@ -328,21 +353,21 @@ def _embed_all(
             entry.features[patch_index[rows]] = features[rows]
             entry.remaining -= int(rows.sum())
             failed = next((e for e, r in zip(errors, rows, strict=True) if r and e), "")
-            if failed and entry.result.status != "failed":
-                entry.result.status, entry.result.error = "failed", failed
+            if failed and entry.row.status != "failed":
+                entry.row.status, entry.row.error = "failed", failed
             if entry.remaining == 0:
-                _complete(entry, encoder, job, record)
-        if on_patches:
-            on_patches(len(images))
+                batch.record(_complete(entry, encoder, job), advance=0)
+        batch.advance(len(images))
 
 
-def _complete(entry: _Pending, encoder: Encoder, job: ExtractJob, record: Callable[[ExtractResult], None]) -> None:
-    result = entry.result
-    if result.status != "failed":
+def _complete(entry: _Pending, encoder: Encoder, job: ExtractJob) -> ExtractRow:
+    """Write a finished slide's features (unless a patch failed) and return its row."""
+    row = entry.row
+    if row.status != "failed":
         try:
-            _finish(job, encoder, result.slide_id, entry.coords, entry.features)
+            _finish(job, encoder, row.slide_id, entry.coords, entry.features)
         except OSError as err:
-            result.status, result.error = "failed", f"could not write features: {err}"
-    result.seconds = round(time.perf_counter() - entry.started, 3)
+            row.status, row.error = "failed", f"could not write features: {err}"
+    row.seconds = round(time.perf_counter() - entry.started, 3)
     entry.features = np.zeros((0, 0), np.float32)  # free the memory of a finished slide
-    record(result)
+    return row

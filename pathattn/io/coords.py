@@ -29,7 +29,7 @@ import numpy as np
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import atomic_path
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: patch_size is the side at patch_level (CLAM's meaning); target_patch_size added
 
 
 @dataclass

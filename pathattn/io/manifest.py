@@ -19,6 +19,8 @@ from typing import Any
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import write_text_atomic
 
+TRAILING_COLUMNS = ("seconds", "error")
+
 try:
     import fcntl
 except ImportError:  # Windows
@@ -39,10 +41,12 @@ def write_manifest(path: Path, row_type: type, rows: Sequence[Any]) -> None:
 
     Args:
         path: the CSV file.
-        row_type: the dataclass of the rows; its fields are the columns.
+        row_type: the dataclass of the rows; its fields are the columns (``seconds`` and ``error`` last).
         rows: this run's rows; they replace earlier rows of the same slides.
     """
-    columns = [f.name for f in fields(row_type)]
+    names = [f.name for f in fields(row_type) if not f.name.startswith("_")]
+    last = [name for name in TRAILING_COLUMNS if name in names]
+    columns = [name for name in names if name not in last] + last
     with exclusive(path.with_name(f".{path.name}.lock")):
         merged: dict[str, dict[str, Any]] = {}
         if path.is_file():

@@ -147,3 +147,27 @@ def select_ids(found: Mapping[str, T], slide_ids: Sequence[str] | None, source: 
             f"--slide-ids: {len(unknown)} slide(s) not in {source}: {listed}; check the ids or run the earlier stage"
         )
     return {s: found[s] for s in slide_ids}
+
+
+def select_slides(
+    slides: Sequence[str | os.PathLike[str]] | None,
+    samples: str | os.PathLike[str] | None,
+    slide_ids: Sequence[str] | None = None,
+) -> list[SlideEntry]:
+    """The slides a command is given: ``--slides`` (files or folders) or ``--samples``, narrowed by ``--slide-ids``.
+
+    Raises:
+        PathattnError: both or neither of ``slides`` and ``samples``, or an id that is not among them.
+    """
+    if bool(slides) == bool(samples):
+        raise PathattnError(
+            "give either --slides (files or folders) or --samples (a sample sheet), not both or neither"
+        )
+    entries = read_sample_sheet(samples) if samples else entries_from_paths(slides or ())
+    source = f"--samples {samples}" if samples else "--slides"
+    return list(select_ids({e.slide_id: e for e in entries}, slide_ids, source).values())
+
+
+def slide_paths(samples: str | os.PathLike[str] | None) -> dict[str, Path]:
+    """Slide id → slide file of a sample sheet (empty without one): for slides that moved since tiling."""
+    return {e.slide_id: e.path for e in read_sample_sheet(samples)} if samples else {}

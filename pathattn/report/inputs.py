@@ -1,13 +1,7 @@
 """What a results folder holds for the report: the stage folders that exist and the tables they wrote.
 
-The results folder of a study (what the workflow writes)::
-
-    DIR/tiles/       'pathattn tile': coords/, tissue/, qc/{slide_id}.png, manifest.csv
-    DIR/features/    'pathattn extract': h5_files/, manifest.csv
-    DIR/train/       'pathattn train': metrics.json, predictions.csv (out of fold), splits.json, fold_k/
-    DIR/predict/     'pathattn predict': predictions.csv, attention/{slide_id}.h5
-    DIR/heatmaps/    'pathattn heatmap': {slide_id}_heatmap.png, ..., manifest.csv
-
+The results folder of a study is laid out by :class:`pathattn.workflow.layout.StudyLayout` (what the workflow
+writes): ``tiles/``, ``features/``, ``train/``, ``predict/``, ``heatmaps/``, ``explain/`` and ``evaluate/``.
 ``DIR`` may also be a bare ``pathattn train`` run folder (``metrics.json`` directly inside). Every stage is
 optional; a missing one leaves its section out of the report.
 """
@@ -27,9 +21,8 @@ import numpy as np
 from pathattn.errors import PathattnError
 from pathattn.io.manifest import read_manifest
 from pathattn.io.samples import PATH_COLUMNS, SlideEntry, read_sample_sheet, read_table
+from pathattn.workflow.layout import COMMANDS, STAGES, StudyLayout
 
-COMMANDS = {"tiles": "tile", "features": "extract", "train": "train", "predict": "predict", "heatmaps": "heatmap"}
-STAGES = tuple(COMMANDS)
 MANIFEST_STAGES = ("tiles", "features", "heatmaps")
 TASKS = ("classification", "survival")
 _RERUN_TRAIN = "re-run 'pathattn train' to rewrite it"
@@ -37,20 +30,24 @@ _RERUN_TRAIN = "re-run 'pathattn train' to rewrite it"
 
 @dataclass(frozen=True)
 class RunLayout:
-    """The stage folders of a results folder.
+    """The stage folders of a results folder that exist.
 
     Args:
-        root: the folder given as ``--run``.
-        stages: stage name (one of :data:`STAGES`) to its folder, for the stages whose folder exists.
+        study: the layout of the folder given as ``--run``.
+        stages: the stages (of :data:`STAGES`) whose folder exists.
     """
 
-    root: Path
-    stages: dict[str, Path]
+    study: StudyLayout
+    stages: frozenset[str]
+
+    @property
+    def root(self) -> Path:
+        """The folder given as ``--run``."""
+        return self.study.root
 
     def path(self, stage: str, *parts: str) -> Path | None:
         """``stage``'s folder joined with ``parts``, or None when the stage has no folder."""
-        folder = self.stages.get(stage)
-        return folder.joinpath(*parts) if folder is not None else None
+        return self.study.stage(stage).joinpath(*parts) if stage in self.stages else None
 
 
 def find_layout(run: str | Path) -> RunLayout:
@@ -62,15 +59,17 @@ def find_layout(run: str | Path) -> RunLayout:
     root = Path(run)
     if not root.is_dir():
         raise PathattnError(f"--run folder not found: {root}; pass a study's results folder or a 'pathattn train' run")
-    if (root / "metrics.json").is_file():
-        return RunLayout(root, {"train": root})
-    stages = {name: root / name for name in STAGES if (root / name).is_dir()}
+    train_run = StudyLayout(root, train_at_root=True)
+    if train_run.train_metrics.is_file():
+        return RunLayout(train_run, frozenset({"train"}))
+    study = StudyLayout(root)
+    stages = frozenset(name for name in STAGES if study.stage(name).is_dir())
     if not stages:
         raise PathattnError(
             f"--run {root} holds neither metrics.json nor any of {', '.join(s + '/' for s in STAGES)}; "
             "pass a study's results folder or a 'pathattn train' run folder"
         )
-    return RunLayout(root, stages)
+    return RunLayout(study, stages)
 
 
 def read_rows(path: Path | None, fix: str) -> dict[str, dict[str, str]]:
@@ -269,13 +268,13 @@ def load_inputs(
         raise PathattnError(f"--annotations folder not found: {annotations}; pass the folder of {{slide_id}}.geojson")
     if max_slides < 0:
         raise PathattnError(f"--max-slides must be 0 or more, got {max_slides}")
-    metrics = read_metrics(layout.path("train", "metrics.json"))
+    metrics = read_metrics(layout.study.train_metrics)
     folder = Path(annotations) if annotations is not None else None
     inputs = ReportInputs(layout, metrics, annotations=folder, max_slides=max_slides)
-    inputs.oof = read_predictions(layout.path("train", "predictions.csv"), metrics)
-    inputs.predicted = read_rows(layout.path("predict", "predictions.csv"), "re-run 'pathattn predict'")
+    inputs.oof = read_predictions(layout.study.train_predictions, metrics)
+    inputs.predicted = read_rows(layout.study.predictions, "re-run 'pathattn predict'")
     for stage in MANIFEST_STAGES:
-        rows = read_rows(layout.path(stage, "manifest.csv"), f"re-run 'pathattn {COMMANDS[stage]}'")
+        rows = read_rows(layout.study.manifest(stage), f"re-run 'pathattn {COMMANDS[stage]}'")
         if rows:
             inputs.manifests[stage] = rows
     inputs.slides = _manifest_slides(inputs.manifests)

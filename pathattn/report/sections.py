@@ -20,8 +20,9 @@ import numpy as np
 from pathattn.errors import PathattnError
 from pathattn.report.figures import image_uri, km_figure, roc_pr_figure
 from pathattn.report.inputs import COMMANDS, ReportInputs, numbers, read_rows
-from pathattn.report.slides import heatmap_ids, read_rgb, slide_images
+from pathattn.report.slides import heatmap_ids, slide_images
 from pathattn.report.stats import logrank_test
+from pathattn.scoremaps.images import read_rgb
 
 CI_SUFFIXES = ("_ci_low", "_ci_high")
 
@@ -319,8 +320,9 @@ EXPLAIN_FIGURES = 6
 
 def explain_section(inputs: ReportInputs) -> Section | None:
     """Counterfactual evidence of ``explain/``: paired tests across slides, flags, per-slide effects, curves."""
-    folder = inputs.layout.root / "explain"
-    summary = read_rows(folder / "summary.csv", "re-run 'pathattn explain'")
+    study = inputs.layout.study
+    folder = study.stage("explain")
+    summary = read_rows(study.explain_summary, "re-run 'pathattn explain'")
     if not summary:
         return None
     cohort_file = folder / "cohort.json"
@@ -365,8 +367,8 @@ WSOL_COLUMNS = {"PxAP": "pxap", "Dice": "dice", "IoU": "iou", "threshold": "thre
 
 def wsol_section(inputs: ReportInputs) -> Section | None:
     """Localization metrics of ``evaluate/metrics.json`` per method and split, and the precision-recall curves."""
-    folder = inputs.layout.root / "evaluate"
-    path = folder / "metrics.json"
+    study = inputs.layout.study
+    path = study.wsol_metrics
     if not path.is_file():
         return None
     try:
@@ -376,7 +378,7 @@ def wsol_section(inputs: ReportInputs) -> Section | None:
         raise PathattnError(f"{path} is not the output of 'pathattn evaluate wsol' ({err}); run it again") from None
     rows = [[method, split, *(fmt(values.get(key)) for key in WSOL_COLUMNS.values())]
             for method, splits in methods.items() for split, values in splits.items()]  # fmt: skip
-    curves = folder / "pr_curves.png"
+    curves = study.wsol_curves
     data = {
         "n_calibration": len(metrics.get("splits", {}).get("calibration", [])),
         "n_test": len(metrics.get("splits", {}).get("test", [])),

@@ -12,17 +12,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
-from shapely.geometry import Polygon
 
 from pathattn.errors import PathattnError
-from pathattn.explain.heatmap import tissue_mask
 from pathattn.io.geojson import Annotation, class_color, read_annotations, union_by_class
 from pathattn.io.samples import SlideEntry
 from pathattn.io.slide import Slide
 from pathattn.report.figures import image_uri
-from pathattn.tile.qc import qc_mpp, render_qc
+from pathattn.scoremaps.images import read_rgb, slide_thumbnail
+from pathattn.scoremaps.render import draw_polygons, fill_polygons
 
 HEATMAP_SUFFIX = "_heatmap.png"
 _FILL = 0.35  # opacity of the ground-truth fill
@@ -54,29 +52,6 @@ def heatmap_ids(folder: Path | None) -> list[str]:
     return sorted(p.name[: -len(HEATMAP_SUFFIX)] for p in folder.glob(f"*{HEATMAP_SUFFIX}") if p.name[0] != ".")
 
 
-def read_rgb(path: Path, fix: str) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB.
-
-    Raises:
-        PathattnError: the file is missing or not an image (the message ends with ``fix``).
-    """
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PathattnError(f"{path} is missing or not a readable image; {fix}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def slide_thumbnail(entry: SlideEntry) -> tuple[np.ndarray, float]:
-    """The slide at about 1024 px on its long side: (H, W, 3) uint8 RGB and its level-0 pixels per pixel.
-
-    Raises:
-        PathattnError: the slide cannot be opened or has no resolution.
-    """
-    with Slide(entry.path, entry.mpp) as slide:
-        thumbnail, level0_per_px = slide.read_at_mpp(qc_mpp(max(slide.dimensions) * slide.mpp.mean, slide.mpp.mean))
-    return thumbnail, sum(level0_per_px) / 2
-
-
 def ground_truth_image(thumbnail: np.ndarray, level0_per_px: float, annotations: list[Annotation]) -> np.ndarray:
     """The annotated regions filled (translucent) and outlined in their class colour over the thumbnail.
 
@@ -86,15 +61,13 @@ def ground_truth_image(thumbnail: np.ndarray, level0_per_px: float, annotations:
         annotations: regions in level-0 pixels.
 
     Returns:
-        image: (H', W', 3) uint8 RGB (the QC image's size limit applies).
+        image: (H, W, 3) uint8 RGB.
     """
-    regions = union_by_class(annotations)
-    image = thumbnail.copy()
-    for name, geometry in regions.items():
-        inside = tissue_mask(geometry, image.shape[:2], 1.0 / level0_per_px)
-        color = np.array(class_color(name), np.float64)
-        image[inside] = np.round((1.0 - _FILL) * image[inside] + _FILL * color).astype(np.uint8)
-    return render_qc(image, level0_per_px, Polygon(), np.empty((0, 2)), 1, regions)
+    image, scale = np.ascontiguousarray(thumbnail), 1.0 / level0_per_px
+    for name, geometry in union_by_class(annotations).items():
+        image = fill_polygons(image, geometry, scale, class_color(name), _FILL)
+        draw_polygons(image, geometry, scale, class_color(name))
+    return image
 
 
 def _describe(annotations: list[Annotation]) -> str:
@@ -113,7 +86,8 @@ def _ground_truth(annotation: Path, entry: SlideEntry | None) -> tuple[str, str]
     if entry is None:
         raise PathattnError("slide file unknown: pass --samples with a slide_path column")
     annotations = read_annotations(annotation)
-    thumbnail, level0_per_px = slide_thumbnail(entry)
+    with Slide(entry.path, entry.mpp) as slide:
+        thumbnail, level0_per_px = slide_thumbnail(slide)
     return image_uri(ground_truth_image(thumbnail, level0_per_px, annotations)), _describe(annotations)
 
 

@@ -142,3 +142,22 @@ def _write_tables(out: Path, seed: int, params: dict[str, Any], truth: list[dict
     write_text_atomic(out / "samples.csv", buf.getvalue())
     write_text_atomic(out / "cohort.json", json.dumps({"params": params, "slides": truth}, indent=1))
     return out / "samples.csv"
+
+
+def run_synth_wsi(
+    out: str | Path, n_slides: int, seed: int, overwrite: bool, width: int, height: int, mpp: float
+) -> int:
+    """``pathattn synth wsi``: :func:`generate_cohort` with a progress bar; print the sample sheet's path."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("synth wsi"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.description}"))  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("", total=n_slides)
+        csv_path = generate_cohort(
+            out, n_slides, seed, overwrite=overwrite, width=width, height=height, mpp=mpp,
+            progress=lambda slide_id: progress.update(task, advance=1, description=slide_id),
+        )  # fmt: skip
+    print(csv_path)
+    return 0

@@ -13,47 +13,38 @@ a slide that fails is recorded with its error and the batch goes on.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import shapely
 
 from pathattn import __version__
-from pathattn.errors import PathattnError
-from pathattn.io.atomic import remove_stale_temporaries
+from pathattn.batch import Batch, BatchRow, guarded, print_error
 from pathattn.io.coords import PatchCoords, is_complete, read_coords, write_coords
 from pathattn.io.geojson import Annotation, read_annotations, union_by_class, write_annotations
-from pathattn.io.manifest import write_manifest
 from pathattn.io.samples import SlideEntry
 from pathattn.io.slide import Slide, resize_to_mpp
+from pathattn.scoremaps.images import thumbnail_mpp, write_png
 from pathattn.tile.grid import GridSpec, coverage, grid_axes, grid_corners, plan_grid
 from pathattn.tile.params import TileParams
-from pathattn.tile.qc import qc_mpp, render_qc, write_png
+from pathattn.tile.qc import render_qc
 from pathattn.tile.tissue import detect_tissue
 
-Status = Literal["done", "skipped", "empty", "failed"]
 GEOJSON_SUFFIXES = (".geojson", ".json")
 
 
-@dataclass
-class SlideResult:
+@dataclass(kw_only=True)
+class TileRow(BatchRow):
     """One row of the manifest."""
 
-    slide_id: str
-    status: Status
     n_patches: int = 0
     mpp: float = float("nan")
     mpp_source: str = ""
     tissue_source: str = ""
-    seconds: float = 0.0
     slide_path: str = ""
-    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +80,11 @@ class TileJob:
     def manifest_path(self) -> Path:
         return self.out / "manifest.csv"
 
+    @property
+    def folders(self) -> tuple[Path, ...]:
+        """The folders the slides write into."""
+        return tuple(self.out / sub for sub in ("coords", "tissue", "qc"))
+
 
 def _find_geojson(folder: Path | None, slide_id: str) -> Path | None:
     if folder is None:
@@ -97,10 +93,18 @@ def _find_geojson(folder: Path | None, slide_id: str) -> Path | None:
 
 
 def _grid_attrs(slide: Slide, spec: GridSpec, job: TileJob, tissue_source: str) -> dict[str, object]:
+    """The attributes of ``coords`` (docs/formats.md).
+
+    ``patch_size`` is the side read at ``patch_level`` and ``target_magnification`` the magnification of that
+    level, so that CLAM's reader (``read_region(xy, patch_level, (patch_size, patch_size))``) and TRIDENT's
+    (``patch_size`` at ``target_magnification`` from ``level0_magnification``) read exactly the region pathattn
+    reads; pathattn's own target is ``target_patch_size`` pixels at ``target_mpp``.
+    """
     level_dim = slide.level_dimensions[spec.patch_level]
     downsample = slide.level_downsamples[spec.patch_level]
+    overlap = job.params.grid.overlap
     return {
-        "patch_size": spec.patch_size,
+        "patch_size": spec.read_size,
         "patch_level": spec.patch_level,
         "downsample": (downsample, downsample),
         "level_dim": level_dim,
@@ -110,12 +114,14 @@ def _grid_attrs(slide: Slide, spec: GridSpec, job: TileJob, tissue_source: str) 
         "patch_size_level0": spec.patch_size_level0,
         "stride_level0": spec.stride_level0,
         "read_size": spec.read_size,
+        "target_patch_size": spec.patch_size,
         "target_mpp": spec.target_mpp,
         "mpp_level0": spec.mpp0,
         "mpp_source": slide.mpp.source,
-        "overlap": job.params.grid.overlap,
+        "overlap": round(overlap * spec.read_size / spec.patch_size),
+        "target_overlap": overlap,
         "min_tissue": job.params.grid.min_tissue,
-        "target_magnification": 10.0 / spec.target_mpp,
+        "target_magnification": 10.0 / (spec.mpp0 * downsample),
         "level0_magnification": 10.0 / spec.mpp0,
         "name": slide.slide_id,
         "slide_path": str(slide.path),
@@ -127,12 +133,12 @@ def _grid_attrs(slide: Slide, spec: GridSpec, job: TileJob, tissue_source: str) 
     }
 
 
-def _tile(entry: SlideEntry, job: TileJob) -> SlideResult:
+def _tile(entry: SlideEntry, job: TileJob) -> TileRow:
     """Tile one slide (errors propagate)."""
     with Slide(entry.path, entry.mpp if entry.mpp is not None else job.slide_mpp) as slide:
         seg_mpp = job.params.tissue.seg_mpp
         # one read serves both: the QC thumbnail, and the detection image resized from it
-        view_mpp = min(seg_mpp, qc_mpp(max(slide.dimensions) * slide.mpp.mean, slide.mpp.mean))
+        view_mpp = min(seg_mpp, thumbnail_mpp(max(slide.dimensions) * slide.mpp.mean, slide.mpp.mean))
         thumbnail, level0_per_px = slide.read_at_mpp(view_mpp)
         tissue_file = _find_geojson(job.tissue_geojson, entry.slide_id)
         if tissue_file is not None:
@@ -167,81 +173,78 @@ def _tile(entry: SlideEntry, job: TileJob) -> SlideResult:
                 list(regions),
             ),
         )
-        return SlideResult(
+        return TileRow(
             entry.slide_id,
             "done" if len(coords) else "empty",
-            len(coords),
-            slide.mpp.mean,
-            slide.mpp.source,
-            tissue_source,
+            n_patches=len(coords),
+            mpp=slide.mpp.mean,
+            mpp_source=slide.mpp.source,
+            tissue_source=tissue_source,
             slide_path=str(entry.path),
         )
 
 
-def tile_slide(entry: SlideEntry, job: TileJob) -> SlideResult:
-    """Tile one slide; never raises for a bad slide (the error is in the result).
+def _tile_or_skip(entry: SlideEntry, job: TileJob) -> TileRow:
+    """Tile one slide, or skip it when its coordinates file is complete (and ``job.overwrite`` is off)."""
+    coords_path = job.coords_path(entry.slide_id)
+    if job.overwrite or not is_complete(coords_path):
+        return _tile(entry, job)
+    done = read_coords(coords_path)
+    return TileRow(
+        entry.slide_id,
+        "skipped",
+        n_patches=len(done),
+        mpp=float(done.attrs.get("mpp_level0", float("nan"))),
+        mpp_source=str(done.attrs.get("mpp_source", "")),
+        tissue_source=str(done.attrs.get("tissue_source", "")),
+        slide_path=str(entry.path),
+    )
+
+
+def tile_slide(entry: SlideEntry, job: TileJob) -> TileRow:
+    """Tile one slide; never raises for a bad slide (the error is in the row).
 
     A finished slide (its coordinates file complete) is skipped unless ``job.overwrite``.
     """
-    start = time.perf_counter()
-    coords_path = job.coords_path(entry.slide_id)
-    if not job.overwrite and is_complete(coords_path):
-        done = read_coords(coords_path)
-        return SlideResult(
-            entry.slide_id,
-            "skipped",
-            len(done),
-            float(done.attrs.get("mpp_level0", float("nan"))),
-            str(done.attrs.get("mpp_source", "")),
-            str(done.attrs.get("tissue_source", "")),
-            slide_path=str(entry.path),
-        )
-    try:
-        result = _tile(entry, job)
-    except PathattnError as err:
-        result = SlideResult(entry.slide_id, "failed", slide_path=str(entry.path), error=str(err))
-    except Exception as err:  # noqa: BLE001 - one bad slide must not stop the batch
-        message = " ".join(f"{type(err).__name__}: {err}".split())
-        result = SlideResult(entry.slide_id, "failed", slide_path=str(entry.path), error=message)
-    result.seconds = round(time.perf_counter() - start, 3)
-    return result
+    row = guarded(functools.partial(_tile_or_skip, job=job), entry, entry.slide_id, TileRow)
+    row.slide_path = row.slide_path or str(entry.path)
+    return row
 
 
-def tile_batch(
-    entries: Sequence[SlideEntry],
-    job: TileJob,
-    workers: int = 1,
-    on_result: Callable[[SlideResult], None] | None = None,
-) -> list[SlideResult]:
+def _batch(job: TileJob, entries: Sequence[SlideEntry], workers: int) -> Batch[TileRow]:
+    """Tile the slides in a :class:`~pathattn.batch.Batch` (manifest updated after every slide)."""
+    with Batch("tile", job.out, TileRow, job.folders, total=len(entries), counter="n_patches") as batch:
+        batch.run(entries, functools.partial(tile_slide, job=job), lambda e: e.slide_id, workers)
+    return batch
+
+
+def tile_batch(entries: Sequence[SlideEntry], job: TileJob, workers: int = 1) -> list[TileRow]:
     """Tile slides, ``workers`` at a time, updating the manifest after every slide.
 
     Args:
         entries: the slides.
         job: shared settings and the output folder.
         workers: slides processed in parallel (separate processes).
-        on_result: called with each result as it arrives (e.g. to advance a progress bar).
 
     Returns:
-        One result per slide, in input order.
+        One row per slide, in input order.
     """
-    job.out.mkdir(parents=True, exist_ok=True)
-    for sub in ("coords", "tissue", "qc"):
-        (job.out / sub).mkdir(exist_ok=True)
-        remove_stale_temporaries(job.out / sub)
-    results: dict[str, SlideResult] = {}
+    return _batch(job, entries, workers).outcome([e.slide_id for e in entries]).rows
 
-    def record(result: SlideResult) -> None:
-        results[result.slide_id] = result
-        write_manifest(job.manifest_path, SlideResult, [results[e.slide_id] for e in entries if e.slide_id in results])
-        if on_result is not None:
-            on_result(result)
 
-    if workers <= 1 or len(entries) <= 1:
-        for entry in entries:
-            record(tile_slide(entry, job))
-    else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(tile_slide, entry, job) for entry in entries]
-            for future in as_completed(futures):
-                record(future.result())
-    return [results[e.slide_id] for e in entries]
+def run_tile(job: TileJob, entries: Sequence[SlideEntry], workers: int = 1, allow_empty: bool = False) -> int:
+    """``pathattn tile``: tile the slides and print the summary; return the exit code.
+
+    Returns:
+        1 when a slide failed, or had no tissue and ``allow_empty`` is off; else 0.
+    """
+    batch = _batch(job, entries, workers)
+    outcome = batch.outcome([e.slide_id for e in entries])
+    if outcome.report():
+        return 1
+    empty = [row.slide_id for row in outcome.rows if row.status == "empty"]
+    if empty and not allow_empty:
+        print_error("tile", f"{len(empty)} slides have no tissue ({', '.join(empty[:5])}); check their QC images, "
+                    "lower --min-tissue or --tissue-threshold, or pass --allow-empty")  # fmt: skip
+        return 1
+    return 0

@@ -1,87 +1,50 @@
-"""The configuration of a training run: every option of ``pathattn train`` (and its YAML keys).
+"""Settings shared by every system of the train stage: the task kinds and how Lightning trains.
 
-Kept free of heavy imports so that the command line can describe it without loading torch.
+Kept free of heavy imports (no torch, no Lightning) so that the command line can describe the options of
+``pathattn train`` without loading them; :func:`pathattn.train.trainer.build_trainer` turns
+:class:`TrainerSettings` into a ``lightning.Trainer``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 Task = Literal["classification", "survival"]
-SurvivalLoss = Literal["nll", "cox"]
-FeatureNorm = Literal["standardize", "none"]
+Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
+Devices = int | Literal["auto"] | list[int]
+Strategy = Literal[
+    "auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "ddp_spawn_find_unused_parameters_true"
+]
+Precision = Literal["32-true", "bf16-mixed", "16-mixed"]
+MonitorMode = Literal["min", "max"]
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """A cross-validated training run.
+class TrainerSettings:
+    """How a system is fitted: epochs, hardware, numerics, and the metric that selects the checkpoint.
 
     Args:
-        samples: sample sheet: slide_id, patient_id, and label (classification) or time, event (survival).
-        features: folder of feature files (``pathattn extract`` output, CLAM or TRIDENT features).
-        out: the run folder.
-        task: ``classification`` or ``survival``.
-        model: a registered MIL model (``pathattn.registry.list_models(family="mil")``).
-        model_args: keyword arguments of the model (``in_dim`` and ``n_classes`` are set from the data).
-        n_folds: folds of the patient-level stratified cross-validation.
-        val_fraction: share of each fold's training patients held out for early stopping and checkpoint
-            selection (0: no validation set; the last epoch is used).
-        splits: a ``splits.json`` of an earlier run to reuse.
-        seed: seed of the splits and of each fold's training (fold k uses seed + k).
-        max_epochs: epochs per fold.
-        patience: early-stopping patience in epochs on the validation metric.
-        batch_size: bags per step (1 is usual for MIL; Cox needs several).
-        max_instances: random subsampling of large training bags to this many instances (None: off).
-        lr: AdamW peak learning rate (cosine schedule per step).
-        weight_decay: AdamW weight decay.
-        class_weighting: weight the cross-entropy by inverse class frequency of the training fold.
-        survival_loss: ``nll`` (discrete time, ``n_bins`` quantile bins) or ``cox``.
-        n_bins: time bins of the ``nll`` survival loss.
-        aem_lambda: weight of the AEM attention-entropy regulariser (0: off).
-        aem_anneal: ``cosine`` anneals the AEM weight to 0.
-        feature_norm: ``standardize`` each feature dimension with the mean and standard deviation of the
-            training fold's instances (stored in the checkpoint and applied at prediction); ``none`` uses the
-            features as they are. Encoders whose features share a large common component (random-init CNNs,
-            some foundation models) train much better standardised.
-        skip_missing: train without slides that have no feature file (else an error lists them).
+        max_epochs: epochs of one fit.
+        accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``).
+        devices: devices per node: a count, ``auto`` (all of the accelerator's), or a list of device indices.
+        strategy: ``auto`` (one device) or a DDP flavour: ``ddp`` (Lightning re-runs the command in one
+            process per device; for the command line), ``ddp_spawn`` (spawns the processes; works inside
+            notebooks and pytest), and their ``*_find_unused_parameters_true`` variants for networks whose
+            parameters do not all get a gradient in every step (DDP fails on them otherwise).
+        precision: ``32-true``, or mixed precision ``bf16-mixed`` / ``16-mixed`` (weights stay float32).
         deterministic: deterministic algorithms (reproducible, sometimes slower).
-        accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``).
-        n_boot: bootstrap resamples of the confidence intervals.
-        monitor: validation metric of early stopping and checkpoint selection: ``loss`` (always defined),
-            ``auroc`` (classification) or ``c_index`` (survival), both undefined on a validation set of one
-            class or without events.
+        patience: early-stopping patience in epochs on ``monitor``.
+        monitor: the logged validation metric of early stopping and checkpoint selection, e.g. ``val/loss``.
+        monitor_mode: ``min`` or ``max``: whether a lower or a higher ``monitor`` is better.
     """
 
-    samples: Path
-    features: Path
-    out: Path
-    task: Task = "classification"
-    model: str = "abmil"
-    model_args: dict[str, Any] = field(default_factory=dict)
-    n_folds: int = 5
-    val_fraction: float = 0.2
-    splits: Path | None = None
-    seed: int = 0
     max_epochs: int = 20
-    patience: int = 5
-    batch_size: int = 1
-    max_instances: int | None = None
-    lr: float = 1e-4
-    weight_decay: float = 1e-5
-    class_weighting: bool = False
-    survival_loss: SurvivalLoss = "nll"
-    n_bins: int = 4
-    aem_lambda: float = 0.0
-    aem_anneal: Literal["none", "cosine"] = "none"
-    feature_norm: FeatureNorm = "standardize"
-    skip_missing: bool = False
+    accelerator: Accelerator = "auto"
+    devices: Devices = 1
+    strategy: Strategy = "auto"
+    precision: Precision = "32-true"
     deterministic: bool = True
-    accelerator: str = "auto"
-    n_boot: int = 1000
-    monitor: Literal["loss", "auroc", "c_index"] = "loss"
-
-    @property
-    def monitor_mode(self) -> Literal["min", "max"]:
-        return "min" if self.monitor == "loss" else "max"
+    patience: int = 5
+    monitor: str = "val/loss"
+    monitor_mode: MonitorMode = "min"

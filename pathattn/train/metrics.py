@@ -4,8 +4,8 @@ Pure functions on numpy arrays that return plain Python floats, ready for ``RUN/
 Metric names are stable strings: ``auroc``, ``auprc``, ``balanced_accuracy``, ``macro_f1``,
 ``accuracy`` and ``c_index``. A metric that is undefined on the data it is given (AUROC when
 ``y_true`` holds one class, a C-index without a comparable pair) is ``nan``, never an exception, so
-that :func:`bootstrap_metrics` can skip such resamples and count them. :func:`to_json_safe` turns
-``nan`` into ``null`` before writing JSON.
+that :func:`bootstrap_metrics` can skip such resamples and count them (``pathattn.io.jsonfile`` writes
+``nan`` as ``null``).
 
 References:
     Harrell, Lee & Mark (1996), "Multivariable prognostic models", Statistics in Medicine 15:361-387
@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -362,24 +361,3 @@ def summarize_folds(per_fold: Sequence[Mapping[str, float]]) -> dict[str, dict[s
         std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
         summary[name] = {"mean": mean, "std": std, "n": len(values)}
     return summary
-
-
-def to_json_safe(value: Any) -> Any:
-    """A copy of ``value`` with numpy scalars made Python numbers and non-finite floats ``None``.
-
-    ``json.dumps`` writes ``nan`` as ``NaN``, which strict JSON readers reject; use this before writing
-    ``metrics.json``.
-    """
-    if isinstance(value, Mapping):
-        return {str(k): to_json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json_safe(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value

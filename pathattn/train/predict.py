@@ -2,7 +2,9 @@
 
 Two ways to choose the network of a slide:
 
-* one checkpoint for every slide (:func:`predict`), e.g. a model trained on another cohort;
+* one checkpoint for every slide (:func:`predict`), e.g. a model trained on another cohort, or a HIPPO or
+  CLAM-SB model (any format of :func:`pathattn.models.trained.load_trained`; their classes are named
+  ``0 .. C-1``);
 * the cross-validation run itself (:func:`predict_out_of_fold`): each slide is predicted by the checkpoint
   of the fold whose test set held it (the ``checkpoint`` column of ``RUN/predictions.csv``), so its
   prediction and attention come from a model that never saw it.
@@ -17,18 +19,22 @@ Outputs under ``OUT``::
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pathattn.devices import resolve_device
 from pathattn.errors import PathattnError
-from pathattn.io.bags import find_bags, read_bag, write_features
-from pathattn.io.manifest import read_manifest, write_csv
+from pathattn.io.bags import find_bags, read_bag
+from pathattn.io.manifest import write_csv
+from pathattn.io.runs import run_checkpoints
 from pathattn.io.samples import select_ids
-from pathattn.train.data import load_features
-from pathattn.train.system import MILSystem
+from pathattn.io.scores import write_patch_scores
+from pathattn.models.trained import CheckpointFormat, TrainedModel, load_trained
+from pathattn.train.mil.data import load_features
 
 
 def _feature_files(features: Path, slide_ids: Sequence[str] | None) -> dict[str, Path]:
@@ -40,69 +46,41 @@ def _feature_files(features: Path, slide_ids: Sequence[str] | None) -> dict[str,
     return select_ids(found, slide_ids, f"--features {features}")
 
 
-def run_checkpoints(run: str | Path) -> dict[str, Path]:
-    """The out-of-fold checkpoint of each slide of a cross-validation run.
-
-    A slide's checkpoint is the one recorded in ``RUN/predictions.csv``; when that path does not exist (the run
-    folder moved, or was made from another working directory), the file of the same name in
-    ``RUN/fold_{fold}/checkpoints/``.
-
-    Args:
-        run: the run folder of ``pathattn train``.
-
-    Raises:
-        PathattnError: the run has no ``predictions.csv``, or a checkpoint is missing.
-    """
-    run = Path(run)
-    rows = read_manifest(run / "predictions.csv")
-    if not rows or not {"slide_id", "fold", "checkpoint"} <= set(rows[0]):
-        raise PathattnError(
-            f"--run {run} has no predictions.csv with slide_id, fold and checkpoint columns; "
-            "pass the output folder of a finished 'pathattn train'"
-        )
-    checkpoints = {}
-    for row in rows:
-        recorded = Path(row["checkpoint"])
-        path = recorded if recorded.is_file() else run / f"fold_{row['fold']}" / "checkpoints" / recorded.name
-        if not path.is_file():
-            raise PathattnError(f"--run {run}: checkpoint of slide {row['slide_id']} not found: {recorded}")
-        checkpoints[row["slide_id"]] = path
-    return checkpoints
-
-
-def _predict_slide(system: MILSystem, slide_id: str, path: Path, checkpoint: Path, out: Path) -> dict[str, object]:
+def _predict_slide(model: TrainedModel, slide_id: str, path: Path, checkpoint: Path, out: Path) -> dict[str, object]:
     """Predict one bag, write its attention file, and return its row of ``predictions.csv``."""
-    classes = system.hparams.get("class_names") or []
     bag = read_bag(path)
-    features = load_features(path, int(system.model.in_dim))
+    features = load_features(path, model.in_dim)
     row: dict[str, object] = {"slide_id": slide_id, "n_patches": len(features)}
     if len(features) == 0:
         return row | {"prediction": "", "checkpoint": str(checkpoint)}
-    device = next(system.parameters()).device
-    output = system(torch.from_numpy(features)[None].to(device), None)
-    scores = system.scores(output.logits)[0].cpu().numpy()
-    if classes:
-        row["prediction"] = classes[int(np.argmax(scores))]
-        row |= {f"prob_{name}": float(p) for name, p in zip(classes, scores, strict=True)}
+    output = model.network(model.normalize(torch.from_numpy(features)[None].to(model.device)), None)
+    scores = model.scores(output.logits)[0].cpu().numpy()
+    if model.task == "classification":
+        row["prediction"] = model.class_names[int(np.argmax(scores))]
+        row |= {f"prob_{name}": float(p) for name, p in zip(model.class_names, scores, strict=True)}
     else:
         row |= {"prediction": "", "risk": float(scores[0])}
     attention = output.attention[0].float().cpu().numpy()
-    attrs = {"model": system.hparams["model_spec"]["name"], "slide_id": slide_id, "checkpoint": str(checkpoint)}
+    attrs = {"model": model.name, "slide_id": slide_id, "checkpoint": str(checkpoint)}
     coords_attrs = bag.attrs.get("coords", {})
-    write_features(out / "attention" / f"{slide_id}.h5", attention, bag.coords, coords_attrs, attrs, "attention")
+    write_patch_scores(out / "attention" / f"{slide_id}.h5", attention, bag.coords, coords_attrs, attrs)
     return row | {"checkpoint": str(checkpoint)}
 
 
 @torch.inference_mode()
 def _predict_all(
-    checkpoints: Mapping[str, Path], files: Mapping[str, Path], out: Path, device: str
+    checkpoints: Mapping[str, Path],
+    files: Mapping[str, Path],
+    out: Path,
+    device: str,
+    checkpoint_format: CheckpointFormat,
 ) -> list[dict[str, object]]:
     """Predict every slide of ``files`` with its checkpoint (each checkpoint loaded once); write the CSV."""
     rows = []
     for checkpoint in sorted(set(checkpoints.values())):
-        system = MILSystem.load(checkpoint, map_location=device).eval()
+        model = load_trained(checkpoint, device, checkpoint_format)
         rows += [
-            _predict_slide(system, slide_id, files[slide_id], checkpoint, out)
+            _predict_slide(model, slide_id, files[slide_id], checkpoint, out)
             for slide_id in sorted(files)
             if checkpoints[slide_id] == checkpoint
         ]
@@ -117,15 +95,19 @@ def predict(
     out: str | Path,
     slide_ids: Sequence[str] | None = None,
     device: str = "cpu",
+    checkpoint_format: CheckpointFormat = "auto",
 ) -> list[dict[str, object]]:
-    """Run one checkpoint of ``pathattn train`` on feature files.
+    """Run one trained model on feature files.
 
     Args:
-        checkpoint: a ``.ckpt`` written by cross-validation (``RUN/fold_k/checkpoints/best.ckpt``).
+        checkpoint: a ``.ckpt`` of ``pathattn train`` (``RUN/fold_k/checkpoints/best.ckpt``), or a HIPPO or
+            CLAM-SB state dict.
         features: folder of feature files (pathattn, CLAM or TRIDENT).
         out: output folder (module docstring).
         slide_ids: the slides to predict (default: every feature file).
         device: where the model runs.
+        checkpoint_format: ``auto`` (detected), ``pathattn``, ``hippo`` or ``clam_sb``
+            (:func:`pathattn.models.trained.load_trained`).
 
     Returns:
         The rows of ``predictions.csv``.
@@ -137,7 +119,7 @@ def predict(
     if not checkpoint.is_file():
         raise PathattnError(f"--checkpoint not found: {checkpoint}")
     files = _feature_files(Path(features), slide_ids)
-    return _predict_all(dict.fromkeys(files, checkpoint), files, Path(out), device)
+    return _predict_all(dict.fromkeys(files, checkpoint), files, Path(out), device, checkpoint_format)
 
 
 def predict_out_of_fold(
@@ -146,6 +128,7 @@ def predict_out_of_fold(
     out: str | Path,
     slide_ids: Sequence[str] | None = None,
     device: str = "cpu",
+    checkpoint_format: CheckpointFormat = "auto",
 ) -> list[dict[str, object]]:
     """Predict each slide of a cross-validation run with the checkpoint of the fold that tested it.
 
@@ -155,6 +138,7 @@ def predict_out_of_fold(
         out: output folder (module docstring).
         slide_ids: the slides to predict (default: every slide of the run); each must be in the run.
         device: where the model runs.
+        checkpoint_format: the format of the run's checkpoints (``auto``: detected).
 
     Returns:
         The rows of ``predictions.csv``.
@@ -164,4 +148,35 @@ def predict_out_of_fold(
     """
     checkpoints = select_ids(run_checkpoints(run), slide_ids, f"--run {run} (the slides it was trained on)")
     files = _feature_files(Path(features), list(checkpoints))
-    return _predict_all(checkpoints, files, Path(out), device)
+    return _predict_all(checkpoints, files, Path(out), device, checkpoint_format)
+
+
+def run_predict(
+    features: str | Path,
+    out: str | Path,
+    checkpoint: str | Path | None = None,
+    run: str | Path | None = None,
+    slide_ids: Sequence[str] | None = None,
+    device: str = "cpu",
+    checkpoint_format: CheckpointFormat = "auto",
+) -> int:
+    """``pathattn predict``: :func:`predict` with ``checkpoint`` or :func:`predict_out_of_fold` with ``run``.
+
+    Returns:
+        The exit code (0; problems raise).
+
+    Raises:
+        PathattnError: both or neither of ``checkpoint`` and ``run``, or the errors of the two functions.
+    """
+    if (checkpoint is None) == (run is None):
+        raise PathattnError(
+            "give either --checkpoint (one model for every slide) or --run (out of fold), not both or neither"
+        )
+    where = str(resolve_device(device))
+    if run is not None:
+        rows = predict_out_of_fold(run, features, out, slide_ids, where, checkpoint_format)
+    else:
+        rows = predict(checkpoint, features, out, slide_ids, where, checkpoint_format)
+    print(f"predict: {len(rows)} slides; predictions: {out}/predictions.csv, attention: {out}/attention/",
+          file=sys.stderr)  # fmt: skip
+    return 0

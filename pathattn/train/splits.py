@@ -20,18 +20,17 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import write_text_atomic
+from pathattn.train.config import Task
 
 SCHEMA = "pathattn.splits"
 SCHEMA_VERSION = 1
 PARTS = ("train", "val", "test")
-Task = Literal["classification", "survival"]
 Table = Sequence[Mapping[str, object]]
 _SHOW = 10  # ids listed in an error message before "..."
 

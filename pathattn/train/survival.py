@@ -4,8 +4,8 @@ Two heads are supported:
 
 * **Discrete time** (Zadeh & Schmid 2021): follow-up is cut into K bins at quantiles of the observed
   event times (:func:`discretize_times`); the model outputs one hazard logit per bin and is trained with
-  :func:`nll_discrete_survival`. :func:`risk_from_hazards` turns the hazards into one risk per bag for
-  the C-index.
+  :func:`nll_discrete_survival`. :func:`pathattn.models.survival.risk_from_hazards` turns the hazards into
+  one risk per bag for the C-index.
 * **Cox** (Cox 1972; DeepSurv, Katzman et al. 2018): the model outputs one risk score per bag and is
   trained with :func:`cox_ph_loss`, the negative partial log-likelihood over the bags of a batch. The
   loss compares bags with each other, so a step needs several bags (with at least one event); gradient
@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pathattn.errors import PathattnError
+from pathattn.models.survival import log_survival
 
 Reduction = Literal["mean", "sum", "none"]
 
@@ -116,18 +117,6 @@ def _check_batch(hazard_logits: Tensor, bin_index: Tensor, event: Tensor) -> tup
     return index, observed
 
 
-def log_survival(hazard_logits: Tensor) -> Tensor:
-    """Log survival after each bin, ``log S_k = sum_{j<=k} log(1 - h_j)`` with ``h = sigmoid(logits)``.
-
-    Args:
-        hazard_logits: shape (B, K).
-
-    Returns:
-        Shape (B, K).
-    """
-    return torch.cumsum(F.logsigmoid(-hazard_logits), dim=1)
-
-
 def nll_discrete_survival(
     hazard_logits: Tensor,
     bin_index: Tensor,
@@ -176,21 +165,6 @@ def nll_discrete_survival(
     if reduction == "mean":
         return loss.mean()
     raise ValueError(f"reduction must be 'mean', 'sum' or 'none'; got {reduction!r}")
-
-
-def risk_from_hazards(hazard_logits: Tensor) -> Tensor:
-    """One risk per bag from discrete hazards: ``-sum_k S_k`` (higher = riskier).
-
-    The sum of the survival probabilities is a discrete restricted mean survival time (in bins), so its
-    negative orders bags by expected survival and can be fed to the C-index.
-
-    Args:
-        hazard_logits: shape (B, K).
-
-    Returns:
-        Risk, shape (B,).
-    """
-    return -log_survival(hazard_logits).exp().sum(dim=1)
 
 
 def cox_ph_loss(risk: Tensor, time: Tensor, event: Tensor) -> Tensor:

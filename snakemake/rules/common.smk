@@ -1,5 +1,6 @@
-# Shared by the rules: the study's folders, its sample sheet (validated) and the options of each stage.
-# The configuration itself is validated in the Snakefile before this file is read.
+# Shared by the rules: the study's results layout, its sample sheet (validated), the stages' options and how a
+# per-slide stage runs (one job per slide, or one job for the cohort with `batch: true`). The configuration
+# itself is validated in the Snakefile before this file is read.
 
 import os
 from pathlib import Path
@@ -8,12 +9,15 @@ from snakemake.exceptions import WorkflowError
 
 from pathattn.errors import PathattnError
 from pathattn.io.samples import read_sample_sheet, read_table
+from pathattn.workflow.layout import COHORT, SLIDE, StudyLayout
 
 REPO = Path(workflow.basedir).parent
-RESULTS = config.get("results") or f"results/{config['study']}"
+LAYOUT = StudyLayout(Path(config.get("results") or f"results/{config['study']}"))
 TASK = config["train"]["task"]
 TASK_COLUMNS = {"classification": ("label",), "survival": ("time", "event")}
 NUMERIC_COLUMNS = ("time", "event", "mpp")
+BATCH = config["batch"]  # tile, extract and heatmap: one job for the cohort instead of one per slide
+JOB = COHORT if BATCH else SLIDE  # the name of a per-slide stage's job: its log is logs/<rule>/<JOB>.log
 
 # the conda environment of the rules (envs/pathattn.yaml) installs pathattn from this repository
 os.environ.setdefault("PATHATTN_REPO", str(REPO))
@@ -73,19 +77,41 @@ def read_samples(sheet):
         raise WorkflowError(f"config key samples: {err}") from None
 
 
-def folder_of(kind, name, up=1):
-    """A params function: the folder ``up`` levels above the rule's input or output ``name`` (its first file)."""
-
-    def folder(wildcards, input, output):
-        files = getattr(input if kind == "input" else output, name)
-        return str(Path(files if isinstance(files, str) else files[0]).parents[up - 1])
-
-    return folder
-
-
 def config_args(files):
     """``--config FILE`` for each file, in order (later files override earlier ones)."""
     return " ".join(f"--config {file}" for file in files)
+
+
+def every_slide(path):
+    """The files of every slide of the sample sheet: ``path`` is a per-slide method of LAYOUT."""
+    return [path(slide_id) for slide_id in SLIDE_IDS]
+
+
+def job_files(path):
+    """The files one job of a per-slide stage makes or reads: the ``{slide_id}`` pattern, or every slide's (batch)."""
+    return every_slide(path) if BATCH else path()
+
+
+def slide_reports(path, caption, category):
+    """``job_files(path)`` flagged for ``snakemake --report``, each labelled with its slide."""
+    if BATCH:
+        return [report(path(s), caption=caption, category=category, labels={"slide": s}) for s in SLIDE_IDS]
+    return report(path(), caption=caption, category=category, labels={"slide": SLIDE})
+
+
+def top_patches(slide_id=SLIDE):
+    """The GeoJSON file of a slide's heatmap.top_k patches of highest attention."""
+    return LAYOUT.top_patches(TOP_K, slide_id)
+
+
+def job_slides(wildcards):
+    """An input function: the slide files of a per-slide stage's job (its slide, or every slide)."""
+    return list(SLIDES.values()) if BATCH else SLIDES[wildcards.slide_id]
+
+
+def slide_ids_arg(wildcards):
+    """A params function: ``--slide-ids`` of a per-slide job's slide (nothing for a batch job: every slide)."""
+    return "" if BATCH else f"--slide-ids {wildcards.slide_id}"
 
 
 SAMPLE_SHEET = data_path(config["samples"], "samples")
@@ -95,9 +121,18 @@ ANNOTATIONS = config["annotations"] and data_path(config["annotations"], "annota
 ANNOTATION_ARGS = f"--annotations {ANNOTATIONS}" if ANNOTATIONS else ""
 WEIGHTS = config["extract"]["weights"]  # an input of extract: Snakemake names it when missing
 TILE_CONFIG = repo_file(config["tile"]["config"], "tile.config")
+TILE_THREADS = config["tile"]["threads"] if BATCH else 1  # a per-slide job tiles one slide
 EXTRACT_CONFIG = repo_file(config["extract"]["config"], "extract.config")
 TRAIN_CONFIGS = [repo_file(path, "train.configs") for path in config["train"]["configs"]]
 TOP_K = config["heatmap"]["top_k"]
+EXPLAIN = config["explain"]["activate"]
+EVALUATE = config["evaluate"]["activate"]
+if EVALUATE and not ANNOTATIONS:
+    raise WorkflowError(
+        "config key evaluate.activate: localization is scored against tumor annotations; set the config key "
+        "annotations to their folder, or evaluate.activate: false"
+    )
+WSOL_CONFIG = repo_file(config["evaluate"]["config"], "evaluate.config")
 
 wildcard_constraints:
     slide_id="[^/]+",

@@ -1,25 +1,26 @@
 # Counterfactual explanations (pathattn explain): each slide with the checkpoint of the fold that tested it;
 # HIPPO greedy search, top-attention vs top-effect vs random removals, the annotated region when the study has
-# annotations, and paired tests across the cohort. Target: snakemake ... explain
+# annotations, and paired tests across the cohort. Part of `all` (and of the report) with explain.activate;
+# otherwise a target of its own: snakemake ... explain
 
 
 rule explain:
     input:
-        run=f"{RESULTS}/train/predictions.csv",
-        features=expand(f"{RESULTS}/features/h5_files/{{slide_id}}.h5", slide_id=SLIDE_IDS),
+        run=LAYOUT.train_predictions,
+        features=every_slide(LAYOUT.features),
         samples=SAMPLE_SHEET,
     output:
-        summary=f"{RESULTS}/explain/summary.csv",
-        records=expand(f"{RESULTS}/explain/slides/{{slide_id}}.json", slide_id=SLIDE_IDS),
+        summary=LAYOUT.explain_summary,
+        records=every_slide(LAYOUT.explanation),
     params:
-        run=folder_of("input", "run"),
-        features=folder_of("input", "features", 2),
-        out=folder_of("output", "summary"),
-        annotations=f"--annotations {ANNOTATIONS}" if ANNOTATIONS else "",
-        device=config.get("explain", {}).get("device", "cpu"),
-        extra=config.get("explain", {}).get("extra", ""),
+        run=LAYOUT.stage("train"),
+        features=LAYOUT.stage("features"),
+        out=LAYOUT.stage("explain"),
+        annotations=ANNOTATION_ARGS,
+        device=config["explain"]["device"],
+        extra=config["explain"]["extra"],
     log:
-        f"{RESULTS}/logs/explain/cohort.log",
+        LAYOUT.log("explain"),
     threads: 2
     resources:
         mem_mb=8000,

@@ -1,22 +1,24 @@
-# Feature extraction: one job per slide (a cluster runs them in parallel, each on its own GPU).
+# Feature extraction: one job per slide (a cluster runs them in parallel, each on its own GPU), or with
+# `batch: true` one job for the cohort (one process, the encoder loaded once).
 
 
 rule extract:
     input:
-        coords=f"{RESULTS}/tiles/coords/{{slide_id}}.h5",
-        slide=lambda wildcards: SLIDES[wildcards.slide_id],
+        coords=job_files(LAYOUT.coords),
+        slides=job_slides,
         config=EXTRACT_CONFIG,
         weights=WEIGHTS or [],
     output:
-        features=f"{RESULTS}/features/h5_files/{{slide_id}}.h5",
+        features=job_files(LAYOUT.features),
     params:
-        coords=folder_of("input", "coords"),
-        out=folder_of("output", "features", 2),
+        coords=LAYOUT.stage("tiles"),
+        out=LAYOUT.stage("features"),
+        slide_ids=slide_ids_arg,
         weights=lambda wildcards, input: f"--weights {input.weights}" if input.weights else "",
         device=config["extract"]["device"],
         extra=config["extract"]["extra"],
     log:
-        f"{RESULTS}/logs/extract/{{slide_id}}.log",
+        LAYOUT.log("extract", JOB),
     threads: config["extract"]["threads"]
     resources:
         mem_mb=16000,
@@ -24,5 +26,5 @@ rule extract:
     conda:
         "../envs/pathattn.yaml"
     shell:
-        "pathattn extract --config {input.config} --coords {params.coords} --slide-ids {wildcards.slide_id} "
-        "--out {params.out} --device {params.device} {params.weights} {params.extra} > {log} 2>&1"
+        "pathattn extract --config {input.config} --coords {params.coords} {params.slide_ids} --out {params.out} "
+        "--device {params.device} {params.weights} {params.extra} > {log} 2>&1"

@@ -1,30 +1,27 @@
-# Attention heatmaps: one job per slide (PNG over the thumbnail, QuPath GeoJSON of every patch and the top k).
+# Attention heatmaps (PNG over the thumbnail, QuPath GeoJSON of every patch and the top k): one job per slide,
+# or with `batch: true` one job for the cohort.
 
 
 rule heatmap:
     input:
-        attention=f"{RESULTS}/predict/attention/{{slide_id}}.h5",
-        predictions=f"{RESULTS}/predict/predictions.csv",
-        tissue=f"{RESULTS}/tiles/tissue/{{slide_id}}.geojson",
-        slide=lambda wildcards: SLIDES[wildcards.slide_id],
+        attention=job_files(LAYOUT.attention),
+        predictions=LAYOUT.predictions,
+        tissue=job_files(LAYOUT.tissue),
+        slides=job_slides,
     output:
-        png=report(
-            f"{RESULTS}/heatmaps/{{slide_id}}_heatmap.png",
-            caption="../report/heatmap.rst",
-            category="Heatmaps",
-            labels={"slide": "{slide_id}"},
-        ),
-        geojson=f"{RESULTS}/heatmaps/{{slide_id}}_heatmap.geojson",
-        top=f"{RESULTS}/heatmaps/{{slide_id}}_top{TOP_K}.geojson",
+        png=slide_reports(LAYOUT.heatmap, caption="../report/heatmap.rst", category="Heatmaps"),
+        geojson=job_files(LAYOUT.heatmap_geojson),
+        top=job_files(top_patches),
     params:
-        predictions=folder_of("input", "predictions"),
-        tiles=folder_of("input", "tissue", 2),
-        out=folder_of("output", "png"),
+        predictions=LAYOUT.stage("predict"),
+        tiles=LAYOUT.stage("tiles"),
+        out=LAYOUT.stage("heatmaps"),
+        slide_ids=slide_ids_arg,
         samples=SAMPLE_SHEET,
         top_k=TOP_K,
         extra=config["heatmap"]["extra"],
     log:
-        f"{RESULTS}/logs/heatmap/{{slide_id}}.log",
+        LAYOUT.log("heatmap", JOB),
     threads: 1
     resources:
         mem_mb=4000,
@@ -33,5 +30,4 @@ rule heatmap:
         "../envs/pathattn.yaml"
     shell:
         "pathattn heatmap --predictions {params.predictions} --tiles {params.tiles} --out {params.out} "
-        "--slide-ids {wildcards.slide_id} --samples {params.samples} --top-k {params.top_k} {params.extra} "
-        "> {log} 2>&1"
+        "{params.slide_ids} --samples {params.samples} --top-k {params.top_k} {params.extra} > {log} 2>&1"

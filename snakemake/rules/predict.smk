@@ -4,23 +4,19 @@
 
 rule predict:
     input:
-        run=f"{RESULTS}/train/predictions.csv",
-        features=expand(f"{RESULTS}/features/h5_files/{{slide_id}}.h5", slide_id=SLIDE_IDS),
+        run=LAYOUT.train_predictions,
+        features=every_slide(LAYOUT.features),
     output:
-        predictions=report(
-            f"{RESULTS}/predict/predictions.csv",
-            caption="../report/predictions.rst",
-            category="Prediction",
-        ),
-        attention=expand(f"{RESULTS}/predict/attention/{{slide_id}}.h5", slide_id=SLIDE_IDS),
+        predictions=report(LAYOUT.predictions, caption="../report/predictions.rst", category="Prediction"),
+        attention=every_slide(LAYOUT.attention),
     params:
-        run=folder_of("input", "run"),
-        features=folder_of("input", "features", 2),
-        out=folder_of("output", "predictions"),
+        run=LAYOUT.stage("train"),
+        features=LAYOUT.stage("features"),
+        out=LAYOUT.stage("predict"),
         device=config["predict"]["device"],
         extra=config["predict"]["extra"],
     log:
-        f"{RESULTS}/logs/predict/cohort.log",
+        LAYOUT.log("predict"),
     threads: 1
     resources:
         mem_mb=8000,

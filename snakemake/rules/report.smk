@@ -1,20 +1,24 @@
-# The study's HTML report (pathattn report): metrics, predictions, heatmaps and QC of the results folder.
+# The study's HTML report (pathattn report): metrics, predictions, heatmaps and QC of the results folder, and
+# the counterfactual and localization sections when the study activates explain and evaluate (so that a new
+# explanation or evaluation makes the report again).
 
 
 rule report:
     input:
-        heatmaps=expand(f"{RESULTS}/heatmaps/{{slide_id}}_heatmap.png", slide_id=SLIDE_IDS),
-        qc=expand(f"{RESULTS}/tiles/qc/{{slide_id}}.png", slide_id=SLIDE_IDS),
-        metrics=f"{RESULTS}/train/metrics.json",
-        predictions=f"{RESULTS}/predict/predictions.csv",
+        heatmaps=every_slide(LAYOUT.heatmap),
+        qc=every_slide(LAYOUT.qc),
+        metrics=LAYOUT.train_metrics,
+        predictions=LAYOUT.predictions,
+        explain=LAYOUT.explain_summary if EXPLAIN else [],
+        evaluate=LAYOUT.wsol_metrics if EVALUATE else [],
         samples=SAMPLE_SHEET,
     output:
-        html=report(f"{RESULTS}/report.html", caption="../report/report.rst", category="Report"),
+        html=report(LAYOUT.report, caption="../report/report.rst", category="Report"),
     params:
-        run=folder_of("output", "html"),
+        run=LAYOUT.root,
         annotations=ANNOTATION_ARGS,
     log:
-        f"{RESULTS}/logs/report/cohort.log",
+        LAYOUT.log("report"),
     threads: 1
     resources:
         mem_mb=4000,

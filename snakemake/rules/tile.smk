@@ -1,32 +1,29 @@
-# Tiling: one job per slide, all writing into {results}/tiles (per-slide files; manifest.csv merged under a lock).
+# Tiling: one job per slide, or with `batch: true` one job for the cohort (--workers slides at a time); every
+# job writes into the tiles folder (per-slide files; manifest.csv merged under a lock).
 
 
 rule tile:
     input:
-        slide=lambda wildcards: SLIDES[wildcards.slide_id],
+        slides=job_slides,
         config=TILE_CONFIG,
     output:
-        coords=f"{RESULTS}/tiles/coords/{{slide_id}}.h5",
-        tissue=f"{RESULTS}/tiles/tissue/{{slide_id}}.geojson",
-        qc=report(
-            f"{RESULTS}/tiles/qc/{{slide_id}}.png",
-            caption="../report/qc.rst",
-            category="Tiling",
-            labels={"slide": "{slide_id}"},
-        ),
+        coords=job_files(LAYOUT.coords),
+        tissue=job_files(LAYOUT.tissue),
+        qc=slide_reports(LAYOUT.qc, caption="../report/qc.rst", category="Tiling"),
     params:
-        out=folder_of("output", "coords", 2),
+        out=LAYOUT.stage("tiles"),
         samples=SAMPLE_SHEET,
+        slide_ids=slide_ids_arg,
         annotations=ANNOTATION_ARGS,
         extra=config["tile"]["extra"],
     log:
-        f"{RESULTS}/logs/tile/{{slide_id}}.log",
-    threads: 1
+        LAYOUT.log("tile", JOB),
+    threads: TILE_THREADS
     resources:
         mem_mb=4000,
         runtime=30,
     conda:
         "../envs/pathattn.yaml"
     shell:
-        "pathattn tile --config {input.config} --samples {params.samples} --slide-ids {wildcards.slide_id} "
-        "--out {params.out} {params.annotations} {params.extra} > {log} 2>&1"
+        "pathattn tile --config {input.config} --samples {params.samples} {params.slide_ids} --out {params.out} "
+        "--workers {threads} {params.annotations} {params.extra} > {log} 2>&1"

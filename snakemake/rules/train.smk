@@ -3,25 +3,23 @@
 
 rule train:
     input:
-        features=expand(f"{RESULTS}/features/h5_files/{{slide_id}}.h5", slide_id=SLIDE_IDS),
+        features=every_slide(LAYOUT.features),
         samples=SAMPLE_SHEET,
         configs=TRAIN_CONFIGS,
     output:
         predictions=report(
-            f"{RESULTS}/train/predictions.csv",
-            caption="../report/train_predictions.rst",
-            category="Training",
+            LAYOUT.train_predictions, caption="../report/train_predictions.rst", category="Training"
         ),
-        metrics=report(f"{RESULTS}/train/metrics.json", caption="../report/metrics.rst", category="Training"),
-        splits=f"{RESULTS}/train/splits.json",
+        metrics=report(LAYOUT.train_metrics, caption="../report/metrics.rst", category="Training"),
+        splits=LAYOUT.train_splits,
     params:
         configs=lambda wildcards, input: config_args(input.configs),
-        features=folder_of("input", "features", 2),
-        out=folder_of("output", "metrics"),
+        features=LAYOUT.stage("features"),
+        out=LAYOUT.stage("train"),
         task=TASK,
         extra=config["train"]["extra"],
     log:
-        f"{RESULTS}/logs/train/cohort.log",
+        LAYOUT.log("train"),
     threads: config["train"]["threads"]
     resources:
         mem_mb=16000,

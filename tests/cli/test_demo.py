@@ -1,12 +1,13 @@
-"""`pathattn demo`: the Snakemake command it runs and its errors (the whole run: tests/workflow)."""
+"""`pathattn demo`: the commands it runs and its errors (the whole run: tests/workflow)."""
 
 import sys
 from pathlib import Path
 
 import pytest
 
-from pathattn.cli import demo
 from pathattn.cli.main import main
+from pathattn.workflow import demo
+from pathattn.workflow.layout import StudyLayout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,10 +24,16 @@ def test_snakemake_command_runs_the_workflow_in_the_out_folder(tmp_path):
     assert demo.repository() == REPO
 
 
-def test_results_folder_of_a_study_config(tmp_path):
-    assert demo.results_folder(REPO / "workflows" / "demo" / "config.yaml") == Path("results/demo")
+def test_the_cohort_is_made_by_pathattn_synth(tmp_path):
+    command = demo.DemoCohort(n_slides=4, seed=1, width=512, height=256).command(tmp_path)
+    assert command == [str(Path(sys.executable).parent / "pathattn"), "synth", "wsi", "--out", str(tmp_path),
+                       "--n-slides", "4", "--seed", "1", "--width", "512", "--height", "256"]  # fmt: skip
+
+
+def test_study_layout_of_a_study_config(tmp_path):
+    assert demo.study_layout(REPO / "workflows" / "demo" / "config.yaml") == StudyLayout(Path("results/demo"))
     (tmp_path / "s.yaml").write_text("study: x\nresults: out/x\n")
-    assert demo.results_folder(tmp_path / "s.yaml") == Path("out/x")
+    assert demo.study_layout(tmp_path / "s.yaml").report == Path("out/x/report.html")
 
 
 @pytest.mark.parametrize(
@@ -38,15 +45,15 @@ def test_results_folder_of_a_study_config(tmp_path):
         (["--n-slides", "0"], "--n-slides must be at least 1"),
     ],
 )
-def test_bad_options(tmp_path, capsys, args, needle):
+def test_bad_options(tmp_path, capfd, args, needle):
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(["demo", "--out", str(tmp_path / "o"), *args]) == 2
-    assert needle.format(tmp=tmp_path) in capsys.readouterr().err
+    assert needle.format(tmp=tmp_path) in capfd.readouterr().err
 
 
 def test_without_the_repository(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(demo, "__file__", str(tmp_path / "site-packages" / "pathattn" / "cli" / "demo.py"))
+    monkeypatch.setattr(demo, "__file__", str(tmp_path / "site-packages" / "pathattn" / "workflow" / "demo.py"))
     assert main(["demo", "--out", str(tmp_path / "o")]) == 2
     assert "run the demo from a checkout of the repository" in capsys.readouterr().err
 

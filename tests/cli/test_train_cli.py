@@ -1,6 +1,9 @@
-"""`pathattn train` with composed YAML configs, then `pathattn predict` with one of its checkpoints."""
+"""`pathattn train` with composed YAML configs (on one process and with DDP on two), then `pathattn predict`."""
 
+import csv
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -93,3 +96,39 @@ def test_train_print_config_and_bad_input(tmp_path, capsys):
     assert main(["predict", "--checkpoint", str(tmp_path / "x.ckpt"), "--features", str(tmp_path), "--out", "o"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("pathattn predict: error: --checkpoint not found")
+
+
+def _files(run):
+    """The files of a run folder (TensorBoard event files, named by time and process, as one name)."""
+    return sorted(str(p.relative_to(run)).split("events.out")[0] for p in run.rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_train_ddp_on_two_cpu_processes_writes_what_one_process_writes(tmp_path, monkeypatch):
+    """`--strategy ddp --devices 2`: Lightning re-runs the command in a second process (gloo); rank 0 alone writes.
+
+    Each fold holds out 2 validation slides, one per class, so each process validates one slide of one class:
+    ``val/auroc`` is logged only because the outputs of both processes are gathered.
+    """
+    cohort(tmp_path, n_patients=8)
+    args = ["train", "--samples", "samples.csv", "--features", "f", "--n_folds", "2", "--val_fraction", "0.5",
+            "--max_epochs", "2", "--n_boot", "10", "--accelerator", "cpu"]  # fmt: skip
+    command = [sys.executable, "-m", "pathattn.cli.main", *args, "--out", "ddp", "--strategy", "ddp", "--devices", "2"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=540, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stderr + done.stdout and done.stderr.count("train: abmil, 2 folds") == 1
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--out", "one"]) == 0
+    one, ddp = tmp_path / "one", tmp_path / "ddp"
+    assert _files(ddp) == _files(one)
+    assert json.loads((ddp / "splits.json").read_text()) == json.loads((one / "splits.json").read_text())
+    rows = {name: read_manifest(run / "predictions.csv") for name, run in (("one", one), ("ddp", ddp))}
+    assert list(rows["ddp"][0]) == list(rows["one"][0])
+    assert [(r["slide_id"], r["fold"]) for r in rows["ddp"]] == [(r["slide_id"], r["fold"]) for r in rows["one"]]
+    metrics = {name: json.loads((run / "metrics.json").read_text()) for name, run in (("one", one), ("ddp", ddp))}
+    assert metrics["ddp"].keys() == metrics["one"].keys() and metrics["ddp"]["config"]["strategy"] == "ddp"
+    assert [f.keys() for f in metrics["ddp"]["folds"]] == [f.keys() for f in metrics["one"]["folds"]]
+    for fold in ("fold_0", "fold_1"):
+        with open(next((ddp / fold / "logs").rglob("metrics.csv"))) as f:
+            validated = [row for row in csv.DictReader(f) if row["val/loss"]]
+        assert len(validated) == 2 and all(row["val/auroc"] for row in validated)

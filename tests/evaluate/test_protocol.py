@@ -100,3 +100,14 @@ def test_errors_no_map_and_nothing_to_calibrate_on() -> None:
         protocol.choose({"only": scored})
     with pytest.raises(ValueError, match="no candidate"):
         protocol.choose({})
+
+
+def test_random_calibration_leaves_a_tumor_slide_to_the_test_split():
+    from pathattn.evaluate.slides import assign_splits
+
+    tiny = {"t1": True, "t2": True, "n1": False, "n2": False}
+    calibration, test = assign_splits(tiny, n_calibration=6)
+    assert len(calibration) == 2 and {True, False} == {tiny[s] for s in calibration} == {tiny[s] for s in test}
+    cohort = {f"t{k}": True for k in range(20)} | {f"n{k}": False for k in range(20)}
+    calibration, test = assign_splits(cohort, n_calibration=6, seed=0)
+    assert sum(cohort[s] for s in calibration) == 3 and len(calibration) == 6 and len(test) == 34

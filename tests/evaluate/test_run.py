@@ -18,7 +18,7 @@ CALIBRATION = ("s0", "s1", "s5")
 
 
 def job(cohort, out: Path, **options) -> SlideWsolJob:
-    defaults = {"scores": cohort.scores, "tiles": cohort.tiles, "features": cohort.features, "mpp": 4.0}
+    defaults = {"scores": cohort.scores, "tiles": cohort.tiles, "features": cohort.features, "raster_mpp": 4.0}
     return SlideWsolJob(
         annotations=cohort.annotations, out=out, **(defaults | {"calibration_ids": CALIBRATION} | options)
     )
@@ -82,7 +82,7 @@ def test_per_patch_maps_and_explain_records(mini_cohort, tmp_path: Path) -> None
 
 def test_cli_whole_slides_and_errors(mini_cohort, tmp_path: Path, capsys) -> None:
     base = ["evaluate", "wsol", "--scores", str(mini_cohort.scores), "--annotations", str(mini_cohort.annotations)]
-    options = ["--tiles", str(mini_cohort.tiles), "--mpp", "4", "--calibration-ids", *CALIBRATION]
+    options = ["--tiles", str(mini_cohort.tiles), "--raster-mpp", "4", "--calibration-ids", *CALIBRATION]
     assert main([*base, *options, "--out", str(tmp_path / "out")]) == 0
     assert "model (test, 6): pxap" in capsys.readouterr().err
     summary = list(csv.DictReader(open(tmp_path / "out" / "summary.csv")))
@@ -98,7 +98,7 @@ def test_report_section_and_config_file(mini_cohort, tmp_path: Path) -> None:
     results = tmp_path / "results"
     (results / "predict").mkdir(parents=True)
     config = Path(__file__).resolve().parents[2] / "configs" / "evaluate" / "wsol.yaml"
-    args = ["evaluate", "wsol", "--config", str(config), "--scores", str(mini_cohort.scores), "--mpp", "4"]
+    args = ["evaluate", "wsol", "--config", str(config), "--scores", str(mini_cohort.scores), "--raster-mpp", "4"]
     args += ["--annotations", str(mini_cohort.annotations), "--tiles", str(mini_cohort.tiles)]
     assert main([*args, "--calibration-ids", *CALIBRATION, "--out", str(results / "evaluate")]) == 0
     metrics = json.loads((results / "evaluate" / "metrics.json").read_text())

@@ -8,7 +8,8 @@ import torch
 
 from pathattn.explain.attributions import patch_attributions
 from pathattn.explain.engine import Explainer
-from pathattn.explain.model import ExplainedModel, Scoring
+from pathattn.explain.model import Scoring
+from pathattn.models.trained import TrainedModel
 from pathattn.registry import create_model
 
 
@@ -16,7 +17,7 @@ from pathattn.registry import create_model
 def setup():
     torch.manual_seed(0)
     network = create_model("abmil", in_dim=8, n_classes=2, embed_dim=16, attn_dim=8)
-    model = ExplainedModel(network, feature_mean=torch.randn(8), feature_std=torch.rand(8) + 0.5)
+    model = TrainedModel(network, feature_mean=torch.randn(8), feature_std=torch.rand(8) + 0.5)
     features = torch.randn(25, 8) * 2
     return Explainer(model, features), Scoring(model, "log_odds", class_index=1)
 

@@ -16,14 +16,14 @@ from shapely.geometry import box
 from pathattn.cli.main import main
 from pathattn.explain.engine import Explainer
 from pathattn.explain.hippo_compat import hippo_greedy_search
-from pathattn.explain.model import ExplainedModel
 from pathattn.io.bags import read_bag, write_features
 from pathattn.io.geojson import Annotation, write_annotations
 from pathattn.io.manifest import read_manifest
+from pathattn.models.trained import load_trained
 from pathattn.registry import create_model
 from pathattn.report.inputs import load_inputs
 from pathattn.report.sections import explain_section
-from pathattn.train.system import MILSystem
+from pathattn.train.mil.system import MILSystem
 
 DIM, SIDE, PATCH = 6, 4, 512
 SLIDES = [f"s{k}" for k in range(6)]
@@ -81,7 +81,7 @@ def test_every_output_of_a_full_run(study):
     args = ["--annotations", str(study["annotations"]), "--donors", "s1", "s3", "--fraction", "0.2", "--n-random", "4"]
     assert explain(study, out, *methods, *args) == 0
     assert {r["status"] for r in read_manifest(out / "manifest.csv")} == {"done"}
-    model = ExplainedModel.load(study["checkpoint"])
+    model = load_trained(study["checkpoint"])
     for slide_id in SLIDES:
         found = record(out, slide_id)
         assert found["schema"] == "pathattn-explain/1" and found["backend"] == "cached"
@@ -112,7 +112,7 @@ def test_rerun_resumes_and_new_settings_recompute(study, capsys):
     assert explain(study, out, "--no-figures") == 0
     assert explain(study, out, "--no-figures") == 0
     assert {r["status"] for r in read_manifest(out / "manifest.csv")} == {"skipped"}
-    assert explain(study, out, "--no-figures", "--slides", "s2", "--fraction", "0.5") == 0
+    assert explain(study, out, "--no-figures", "--slide-ids", "s2", "--fraction", "0.5") == 0
     rows = {r["slide_id"]: r["status"] for r in read_manifest(out / "manifest.csv")}
     assert rows["s2"] == "done" and rows["s0"] == "skipped"
     assert len(record(out, "s2")["ablated_patches"]) == 8
@@ -139,7 +139,7 @@ def test_a_failing_slide_is_recorded_and_the_others_go_on(study, capsys):
     [
         (["--method", "region"], "--method region needs --annotations"),
         (["--method", "insertion"], "--method insertion needs --donors"),
-        (["--slides", "nope"], "not in --features"),
+        (["--slide-ids", "nope"], "not in --features"),
         (["--run", "x"], "either --checkpoint"),
         (["--objective", "odds"], "invalid choice"),
         (["--fraction", "0"], "--fraction must be in (0, 1]"),
@@ -162,7 +162,7 @@ def test_hippo_compat_search_and_out_of_fold_run(study):
     found = record(out, "s3")
     assert found["checkpoint"] == str(checkpoints[1]) and found["search"]["hippo_compat"]
     features = read_bag(study["features"] / "h5_files" / "s3.h5").features
-    expected = hippo_greedy_search(Explainer(ExplainedModel.load(checkpoints[1]), features),
+    expected = hippo_greedy_search(Explainer(load_trained(checkpoints[1]), features),
                                    found["optimized_class_index"], "maximize", 3)  # fmt: skip
     assert found["ablated_patches"] == expected["ablated_patches"].tolist()
     np.testing.assert_allclose(found["model_outputs"], expected["model_outputs"], atol=1e-7)
@@ -182,7 +182,7 @@ def test_survival_model_explains_the_risk(study):
 def test_max_pool_falls_back_with_a_note(study, capsys):
     study["checkpoint"] = write_checkpoint(study["root"] / "max.ckpt", name="max_pool")
     out = study["root"] / "out"
-    assert explain(study, out, "--no-figures", "--slides", "s0", "s1") == 0
+    assert explain(study, out, "--no-figures", "--slide-ids", "s0", "s1") == 0
     assert "MaxPool is not instance-separable" in capsys.readouterr().err
     assert record(out, "s0")["backend"] == "generic"
 

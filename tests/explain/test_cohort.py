@@ -19,7 +19,8 @@ from pathattn.explain.cohort import (
     spearman,
 )
 from pathattn.explain.engine import Explainer
-from pathattn.explain.model import ExplainedModel, Scoring
+from pathattn.explain.model import Scoring
+from pathattn.models.trained import TrainedModel
 from pathattn.registry import create_model
 
 
@@ -67,7 +68,7 @@ def test_flags():
 
 def test_compare_slide_agrees_with_direct_evaluations():
     torch.manual_seed(0)
-    model = ExplainedModel(create_model("abmil", in_dim=8, n_classes=2, embed_dim=16, attn_dim=8))
+    model = TrainedModel(create_model("abmil", in_dim=8, n_classes=2, embed_dim=16, attn_dim=8))
     features = torch.randn(30, 8)
     explainer = Explainer(model, features)
     scoring = Scoring(model, "log_odds", class_index=1)

@@ -5,26 +5,29 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from pathattn.errors import PathattnError
-from pathattn.explain.cached import CachedBackend, InstanceTerms
+from pathattn.explain.cached import CachedBackend
 from pathattn.explain.engine import BackendFallbackWarning, Explainer
-from pathattn.explain.model import ExplainedModel, Scoring
+from pathattn.explain.model import Scoring
 from pathattn.models.mil.abmil import ABMIL
+from pathattn.models.mil.base import InstanceTerms, MILOutput
+from pathattn.models.trained import TrainedModel
 from pathattn.registry import create_model
 
 DIM = 12
 SEPARABLE = ("abmil", "abmil_plain", "abmil_acmil_style", "clam_sb", "acmil", "mean_pool")
 
 
-def explained(name: str, seed: int = 0, n_classes: int = 3) -> ExplainedModel:
+def explained(name: str, seed: int = 0, n_classes: int = 3) -> TrainedModel:
     torch.manual_seed(seed)
     network = create_model(name, in_dim=DIM, n_classes=n_classes, embed_dim=16)
     mean, std = torch.randn(DIM), torch.rand(DIM) + 0.5
-    return ExplainedModel(network, class_names=tuple("abc"[:n_classes]), feature_mean=mean, feature_std=std)
+    return TrainedModel(network, class_names=tuple("abc"[:n_classes]), feature_mean=mean, feature_std=std)
 
 
-def direct(model: ExplainedModel, features: torch.Tensor) -> torch.Tensor:
+def direct(model: TrainedModel, features: torch.Tensor) -> torch.Tensor:
     """Logits of a bag of raw features by the network itself (standardised here)."""
     with torch.no_grad():
         return model.network(model.normalize(features)[None]).logits[0].double()
@@ -151,10 +154,77 @@ class ScaledABMIL(ABMIL):
 def test_a_model_whose_forward_disagrees_with_its_layers_falls_back(bag):
     features, _ = bag
     torch.manual_seed(0)
-    model = ExplainedModel(ScaledABMIL(DIM, 2, embed_dim=16, attn_dim=8))
+    model = TrainedModel(ScaledABMIL(DIM, 2, embed_dim=16, attn_dim=8))
     with pytest.warns(BackendFallbackWarning, match="differ from its forward pass"):
         explainer = Explainer(model, features)
     assert explainer.backend.name == "generic"
+
+
+class TwoHeadTanh(nn.Module):
+    """A MIL model written outside pathattn: tanh embedding, two attention heads averaged, a linear head."""
+
+    def __init__(self, in_dim: int, n_classes: int) -> None:
+        super().__init__()
+        self.in_dim, self.n_classes = in_dim, n_classes
+        self.embed, self.score, self.head = nn.Linear(in_dim, 10), nn.Linear(10, 2), nn.Linear(10, n_classes)
+
+    def _embed_and_score(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embeddings = torch.tanh(self.embed(features))
+        return embeddings, self.score(embeddings)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> MILOutput:
+        embeddings, attention = self._embed_and_score(features)
+        if mask is not None:
+            attention = attention.masked_fill(~mask[..., None], float("-inf"))
+        weights = torch.softmax(attention, dim=1).nan_to_num(0.0)  # an empty bag pools to zeros
+        pooled = torch.einsum("bnm,bnl->bml", weights, embeddings).mean(dim=1)
+        return MILOutput(self.head(pooled), attention, {})
+
+    def instance_terms(self, features: torch.Tensor) -> InstanceTerms:
+        embeddings, attention = self._embed_and_score(features)
+        return InstanceTerms(attention, embeddings @ self.head.weight.T, self.head.bias)
+
+
+class ForwardOnly(nn.Module):
+    """A network that only runs forward passes (no ``instance_terms``)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.in_dim, self.n_classes = inner, inner.in_dim, inner.n_classes
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> MILOutput:
+        return self.inner(features, mask)
+
+
+def test_a_model_outside_pathattn_with_instance_terms_is_served_by_the_cached_back_end(bag):
+    features, donors = bag
+    torch.manual_seed(0)
+    model = TrainedModel(TwoHeadTanh(DIM, 3))
+    explainer = Explainer(model, features, donors=donors)
+    assert explainer.backend.name == "cached" and "TwoHeadTanh is instance-separable" in explainer.backend_note
+    torch.testing.assert_close(explainer.logits(), direct(model, features), atol=1e-5, rtol=0)
+    kept = np.setdiff1d(range(40), [0, 9])
+    torch.testing.assert_close(explainer.remove([0, 9]).after, direct(model, features[kept]), atol=1e-5, rtol=0)
+    added = explainer.add([1]).after
+    torch.testing.assert_close(added, direct(model, torch.cat([features, donors[[1]]])), atol=1e-5, rtol=0)
+    single = explainer.leave_one_out()
+    torch.testing.assert_close(single[5], direct(model, features[np.arange(40) != 5]), atol=1e-5, rtol=0)
+    empty = explainer.evaluate(explainer.mask()[None])[0]
+    torch.testing.assert_close(empty, model.network.head.bias.detach().double())
+
+
+def test_a_model_without_instance_terms_falls_back_with_a_message_naming_the_method(bag):
+    features, _ = bag
+    torch.manual_seed(0)
+    separable = TwoHeadTanh(DIM, 3)
+    model = TrainedModel(ForwardOnly(separable))
+    with pytest.warns(BackendFallbackWarning, match="ForwardOnly is not instance-separable.* no instance_terms"):
+        explainer = Explainer(model, features)
+    assert explainer.backend.name == "generic"
+    cached = Explainer(TrainedModel(separable), features, backend="cached")
+    torch.testing.assert_close(explainer.remove([2, 3]).after, cached.remove([2, 3]).after, atol=1e-5, rtol=0)
+    with pytest.raises(PathattnError, match="cannot serve this model: ForwardOnly .* no instance_terms method"):
+        Explainer(model, features, backend="cached")
 
 
 def test_bad_input_gets_clear_errors(bag):

@@ -2,25 +2,16 @@
 
 import cv2
 import h5py
-import matplotlib
 import numpy as np
 import pytest
-from shapely.geometry import box
 
 from pathattn.cli import main as cli_main
-from pathattn.cli.heatmap import read_captions
 from pathattn.errors import PathattnError
-from pathattn.explain.heatmap import (
-    heatmap_geojson,
-    heatmap_slide,
-    normalise,
-    read_attention,
-    render_heatmap,
-    tissue_mask,
-)
+from pathattn.explain.heatmap import HeatmapStyle, heatmap_geojson, heatmap_slide, read_captions
 from pathattn.io.coords import read_coords
 from pathattn.io.geojson import read_annotations
 from pathattn.io.samples import SlideEntry
+from pathattn.io.scores import read_patch_scores
 from pathattn.io.slide import Slide
 from pathattn.tile.run import TileJob, tile_slide
 
@@ -68,45 +59,9 @@ def tiled(make_slide, tmp_path):
     return slide, job, attention
 
 
-def test_percentile_by_hand():
-    scores = np.array([3.0, 1.0, 2.0, 2.0, -np.inf])
-    # ranks among the 4 finite scores: 4, 1, 2.5, 2.5 (ties averaged), divided by 4
-    assert np.allclose(normalise(scores), [1.0, 0.25, 0.625, 0.625, np.nan], equal_nan=True)
-    two_heads = np.stack([scores, -scores], axis=1)
-    assert np.allclose(normalise(two_heads)[:, 1], [0.25, 1.0, 0.625, 0.625, np.nan], equal_nan=True)
-    assert np.allclose(normalise(scores, "minmax"), [1.0, 0.0, 0.5, 0.5, np.nan], equal_nan=True)
-    softmax = normalise(scores, "softmax")
-    assert softmax[0] == 1.0 and np.allclose(softmax[1] / softmax[2], np.exp(-1.0))
-    assert np.allclose(normalise(np.array([-1.0, 0.3, 2.0]), "raw"), [0.0, 0.3, 1.0])
-    assert np.isnan(normalise(np.full(3, -np.inf))).all()
-    with pytest.raises(ValueError, match="percentile"):
-        normalise(scores, "rank")
-
-
-def test_overlaps_average_and_tissue_masks():
-    thumbnail = np.full((60, 100, 3), 200, np.uint8)
-    # 2 level-0 px per thumbnail px: patches over thumbnail x 0-39, 20-59 and (masked) 60-99, y 0-39
-    coords = np.array([[0, 0], [40, 0], [120, 0]])
-    values = np.array([0.0, 1.0, np.nan])
-    image = render_heatmap(thumbnail, 2.0, coords, 80, values, cmap="jet", alpha=0.5)
-    blend = lambda v: np.round(0.5 * 200 + 0.5 * np.array(matplotlib.colormaps["jet"](v)[:3]) * 255)  # noqa: E731
-    assert (image[5, 5] == blend(0.0)).all() and (image[5, 50] == blend(1.0)).all()
-    assert (image[5, 30] == blend(0.5)).all()  # x 20-39 is covered by both patches
-    assert (image[:, 60:] == 200).all() and (image[40:] == 200).all()  # a masked patch, or none
-    tissue = box(0, 0, 60, 80)  # level 0: thumbnail x < 30, y < 40
-    masked = render_heatmap(thumbnail, 2.0, coords, 80, values, tissue)
-    assert (masked[:, 31:] == 200).all() and (masked[:, :29] == image[:, :29]).all()
-
-
-def test_tissue_mask_leaves_holes_out():
-    outer = box(0, 0, 100, 100).difference(box(20, 20, 80, 80))
-    mask = tissue_mask(outer.union(box(40, 40, 60, 60)), (100, 100), 1.0)
-    assert mask[10, 10] and not mask[30, 30] and mask[50, 50]
-
-
 def test_heatmap_on_a_slide(tiled, tmp_path):
     slide, job, attention = tiled
-    paths = heatmap_slide(attention, tmp_path / "out", tissue_geojson=job.tissue_path("s"), top_k=3)
+    paths = heatmap_slide(attention, tmp_path / "out", HeatmapStyle(top_k=3), tissue_geojson=job.tissue_path("s"))
     image = cv2.cvtColor(cv2.imread(str(paths["png"])), cv2.COLOR_BGR2RGB).astype(int)
     with Slide(slide) as s:
         thumbnail, scale = s.read_at_mpp(1.0)  # the default: about 1024 px on the long side
@@ -129,13 +84,13 @@ def test_heatmap_on_a_slide(tiled, tmp_path):
 
 def test_geojson_round_trip(tiled, tmp_path):
     _, job, attention = tiled
-    data = read_attention(attention)
-    paths = heatmap_slide(attention, tmp_path / "out", top_k=3)
+    data = read_patch_scores(attention)
+    paths = heatmap_slide(attention, tmp_path / "out", HeatmapStyle(top_k=3))
     detections = read_annotations(paths["geojson"])
     assert len(detections) == 10 and {d.name for d in detections} == {"Attention"}
     assert {d.properties["objectType"] for d in detections} == {"detection"}
     by_corner = {tuple(map(int, d.geometry.bounds[:2])): d.properties["measurements"] for d in detections}
-    for corner, score in zip(map(tuple, data.coords.tolist()), data.attention[:, 0], strict=True):
+    for corner, score in zip(map(tuple, data.coords.tolist()), data.values[:, 0], strict=True):
         assert by_corner[corner]["attention"] == pytest.approx(score)
     assert (
         by_corner[(512, 512)]["attention_percentile"] == 1.0 and by_corner[(2560, 1536)]["attention_percentile"] == 0.1
@@ -143,7 +98,7 @@ def test_geojson_round_trip(tiled, tmp_path):
     assert detections[0].geometry.area == 512**2
     top = read_annotations(paths["top"])
     assert paths["top"].name == "s_top3.geojson" and [t.name for t in top] == ["Top attention"] * 3
-    assert [t.properties["measurements"]["attention"] for t in top] == sorted(data.attention[:, 0])[::-1][:3]
+    assert [t.properties["measurements"]["attention"] for t in top] == sorted(data.values[:, 0])[::-1][:3]
     assert [t.properties["measurements"]["rank"] for t in top] == [1, 2, 3]
     assert top[0].properties["objectType"] == "annotation"
 
@@ -158,15 +113,7 @@ def test_masked_instances_are_left_out():
 def test_bad_inputs(tiled, tmp_path):
     slide, job, attention = tiled
     with pytest.raises(PathattnError, match="--head 1 does not exist"):
-        heatmap_slide(attention, tmp_path / "out", head=1)
-    with pytest.raises(PathattnError, match="not found"):
-        read_attention(tmp_path / "nope.h5")
-    other = tmp_path / "other" / "s.h5"
-    other.parent.mkdir()
-    with h5py.File(other, "w") as f:
-        f["coords"] = np.zeros((2, 2), np.int64)
-    with pytest.raises(PathattnError, match="no 'attention' dataset"):
-        read_attention(other)
+        heatmap_slide(attention, tmp_path / "out", HeatmapStyle(head=1))
     small = write_attention(tmp_path / "x" / "s.h5", job.coords_path("s"), np.zeros(10))
     with h5py.File(small, "a") as f:
         f["coords"].attrs["level0_width"] = 1000
@@ -244,7 +191,7 @@ def test_cli_slide_ids(make_slide, tmp_path, heatmap_cli, capsys):
         (["--predictions", "{tmp}", "--cmap", "rainbowish"], "--cmap rainbowish"),
         (["--predictions", "{tmp}", "--alpha", "2"], "--alpha"),
         (["--predictions", "{tmp}", "--tiles", "{tmp}/nope"], "--tiles folder not found"),
-        (["--predictions", "{tmp}", "--method", "rank"], "--method"),
+        (["--predictions", "{tmp}", "--normalise", "rank"], "--normalise"),
     ],
 )
 def test_cli_bad_options(tmp_path, heatmap_cli, capsys, args, needle):

@@ -14,8 +14,9 @@ import torch
 from pathattn.errors import PathattnError
 from pathattn.explain.engine import Explainer
 from pathattn.explain.hippo_compat import hippo_greedy_search
-from pathattn.explain.model import ExplainedModel, Scoring
+from pathattn.explain.model import Scoring
 from pathattn.models.mil import abmil_from_hippo
+from pathattn.models.trained import TrainedModel
 
 hippo = pytest.importorskip("hippo")
 
@@ -68,7 +69,7 @@ def assert_same(found: dict, expected: dict) -> None:
 def test_same_order_and_outputs_as_the_reference(optimizer, backend):
     model, features = reference_model(seed=0)
     expected = run_reference(model, features, optimizer, rounds=10)
-    explainer = Explainer(ExplainedModel(abmil_from_hippo(model.state_dict())), features, backend=backend)
+    explainer = Explainer(TrainedModel(abmil_from_hippo(model.state_dict())), features, backend=backend)
     assert explainer.backend.name == backend
     assert_same(hippo_greedy_search(explainer, 1, optimizer, 10), expected)
     ours = explainer.greedy_remove(Scoring(explainer.model, "prob"), optimizer=optimizer, rounds=10)
@@ -83,7 +84,7 @@ def test_saturated_prediction_reproduces_the_reference_ties_in_compat_mode(optim
     expected = run_reference(model, features, optimizer, rounds=20)
     saturated = expected["model_outputs"][:, 1] == 1.0
     assert saturated[0] and saturated.sum() >= 6, "the case must start saturated"
-    explainer = Explainer(ExplainedModel(abmil_from_hippo(model.state_dict())), features, backend=backend)
+    explainer = Explainer(TrainedModel(abmil_from_hippo(model.state_dict())), features, backend=backend)
     assert_same(hippo_greedy_search(explainer, 1, optimizer, 20), expected)
 
 
@@ -91,7 +92,7 @@ def test_default_log_odds_orders_saturated_candidates_by_their_effect():
     model, features = reference_model(seed=0, log_odds=16.8)
     expected = run_reference(model, features, "minimize", rounds=5)
     np.testing.assert_array_equal(expected["ablated_patches"], np.arange(5))  # ties: index order
-    explainer = Explainer(ExplainedModel(abmil_from_hippo(model.state_dict())), features)
+    explainer = Explainer(TrainedModel(abmil_from_hippo(model.state_dict())), features)
     scoring = Scoring(explainer.model)  # log-odds, float64
     found = explainer.greedy_remove(scoring, rounds=5)
     single = scoring.values(explainer.leave_one_out())
@@ -105,7 +106,7 @@ def test_constant_features_only_in_the_baseline_row_in_compat_mode(backend):
     model, features = reference_model(seed=1)
     constants = torch.randn(5, 32)
     expected = run_reference(model, features, "minimize", rounds=4, constants=constants)
-    network = ExplainedModel(abmil_from_hippo(model.state_dict()))
+    network = TrainedModel(abmil_from_hippo(model.state_dict()))
     explainer = Explainer(network, features, donors=constants, backend=backend)
     assert_same(hippo_greedy_search(explainer, 1, "minimize", 4, constant_features=True), expected)
 
@@ -124,7 +125,7 @@ def test_empty_bag_only_in_compat_mode(backend):
     model, features = reference_model(seed=2)
     features = features[:6]
     expected = run_reference(model, features, "minimize", rounds=6)
-    explainer = Explainer(ExplainedModel(abmil_from_hippo(model.state_dict())), features, backend=backend)
+    explainer = Explainer(TrainedModel(abmil_from_hippo(model.state_dict())), features, backend=backend)
     found = hippo_greedy_search(explainer, 1, "minimize", 6)
     assert_same(found, expected)
     np.testing.assert_allclose(found["model_outputs"][-1], torch.softmax(model.head.bias, 0).detach(), atol=1e-6)
@@ -137,7 +138,7 @@ def test_num_rounds_zero_means_all_but_one_like_the_reference():
     model, features = reference_model(seed=3)
     features = features[:8]
     expected = run_reference(model, features, "maximize", rounds=0)
-    explainer = Explainer(ExplainedModel(abmil_from_hippo(model.state_dict())), features)
+    explainer = Explainer(TrainedModel(abmil_from_hippo(model.state_dict())), features)
     assert_same(hippo_greedy_search(explainer, 1, "maximize", 0), expected)
     assert len(expected["ablated_patches"]) == 7
     with pytest.raises(PathattnError, match="num_rounds"):

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from pathattn.cli.main import main
+from pathattn.devices import resolve_device
 from pathattn.errors import PathattnError
 from pathattn.extract.encoders import create_encoder
-from pathattn.extract.run import Embedder, ExtractJob, extract_batch, find_coords, resolve_device, resolve_workers
+from pathattn.extract.run import Embedder, ExtractJob, extract_batch, find_coords, resolve_workers
 from pathattn.io.bags import read_bag
 from pathattn.io.coords import read_coords
 from pathattn.io.samples import SlideEntry

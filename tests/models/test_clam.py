@@ -93,26 +93,15 @@ def _clam_state_dict(attention_index: int = 3, n_classes: int = 2) -> dict[str, 
     return {key: torch.randn(shape) * 0.1 for key, shape in shapes.items()}
 
 
-def _clam_forward(weights: dict[str, torch.Tensor], features: torch.Tensor, index: int = 3):
-    """CLAM-SB's eval forward written from the paper's formulas (fc, gated attention, softmax pooling)."""
-    net = f"attention_net.{index}"
-    h = torch.relu(features @ weights["attention_net.0.weight"].T + weights["attention_net.0.bias"])
-    a = torch.tanh(h @ weights[f"{net}.attention_a.0.weight"].T + weights[f"{net}.attention_a.0.bias"])
-    b = torch.sigmoid(h @ weights[f"{net}.attention_b.0.weight"].T + weights[f"{net}.attention_b.0.bias"])
-    raw = (a * b) @ weights[f"{net}.attention_c.weight"].T + weights[f"{net}.attention_c.bias"]
-    pooled = torch.softmax(raw, dim=0).T @ h
-    return pooled @ weights["classifiers.weight"].T + weights["classifiers.bias"], raw
-
-
 @pytest.mark.parametrize("attention_index", [3, 2])
-def test_loads_a_clam_checkpoint(attention_index, tmp_path):
+def test_loads_a_clam_checkpoint(attention_index, tmp_path, clam_forward):
     weights = _clam_state_dict(attention_index)
     path = tmp_path / "s_0_checkpoint.pt"
     torch.save({**weights, "instance_loss_fn.dummy": torch.zeros(1)}, path)
     model = load_clam_sb(create_model("clam_sb", in_dim=IN_DIM, n_classes=2), path).eval()
     torch.testing.assert_close(model.instance_classifiers[1].weight, weights["instance_classifiers.1.weight"])
     features = torch.randn(15, IN_DIM)
-    logits, raw = _clam_forward(weights, features, attention_index)
+    logits, raw = clam_forward(weights, features)
     output = model(features[None])
     torch.testing.assert_close(output.logits[0], logits[0])
     torch.testing.assert_close(output.attention[0], raw)

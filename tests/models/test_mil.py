@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pathattn.models.mil import MILOutput
+from pathattn.models.mil import InstanceSeparable, MILOutput
 from pathattn.registry import create_model, list_models
 
 IN_DIM, N_CLASSES = 16, 3
 MIL_MODELS = list_models(family="mil")
+NOT_SEPARABLE = {"max_pool"}  # a maximum is no attention-weighted mean
 
 
 def _model(name: str, train: bool = False) -> torch.nn.Module:
@@ -125,3 +126,26 @@ def test_single_logit_for_risk_scores(name):
         return
     output = create_model(name, in_dim=IN_DIM, n_classes=1).eval()(torch.randn(3, 5, IN_DIM))
     assert output.logits.shape == (3, 1)
+
+
+def test_instance_separable_models_provide_instance_terms():
+    separable = {name for name in MIL_MODELS if isinstance(_model(name), InstanceSeparable)}
+    assert separable == set(MIL_MODELS) - NOT_SEPARABLE
+
+
+@pytest.mark.parametrize("name", sorted(set(MIL_MODELS) - NOT_SEPARABLE))
+def test_instance_terms_give_the_logits_of_every_subset(name):
+    """The protocol's contract: logits(S) = mean_m [sum_S e_im z_i / sum_S e_im] + b; an empty S gives b."""
+    model = _model(name)
+    torch.manual_seed(5)
+    features = torch.randn(9, IN_DIM) * 2
+    with torch.no_grad():
+        terms = model.instance_terms(features)
+        n_heads = terms.attention.shape[1]
+        assert terms.contributions.shape == (9, N_CLASSES) and terms.bias.shape == (N_CLASSES,)
+        for subset in ([0, 4, 8], [3], list(range(9))):
+            weights = torch.softmax(terms.attention[subset], dim=0)  # (|S|, M)
+            expected = (weights.T @ terms.contributions[subset]).sum(dim=0) / n_heads + terms.bias
+            torch.testing.assert_close(model(features[subset][None]).logits[0], expected, atol=1e-5, rtol=1e-5)
+        empty = model(features[:1][None], torch.zeros(1, 1, dtype=torch.bool)).logits[0]
+    torch.testing.assert_close(empty, terms.bias)

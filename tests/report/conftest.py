@@ -13,7 +13,7 @@ import pytest
 from shapely.geometry import box
 
 from pathattn.cli.main import main
-from pathattn.extract.run import ExtractResult
+from pathattn.extract.run import ExtractRow
 from pathattn.io.bags import write_features
 from pathattn.io.coords import read_coords
 from pathattn.io.geojson import Annotation, write_annotations
@@ -21,8 +21,9 @@ from pathattn.io.manifest import write_manifest
 from pathattn.io.samples import SlideEntry
 from pathattn.synth.wsi import write_slide
 from pathattn.tile.run import TileJob, tile_batch
+from pathattn.train.mil.config import TrainConfig
+from pathattn.train.mil.crossval import train_cv
 from pathattn.train.predict import predict
-from pathattn.train.run import TrainConfig, train_cv
 
 DIM = 8
 TILED = ("s00", "s01", "s02")  # slides with a real slide file, tiling, attention and heatmap
@@ -69,13 +70,13 @@ def write_cohort(root: Path, n_classes: int = 2, n_slides: int = 15, tiled: tupl
         bag = rng.normal(size=(len(coords), DIM)).astype(np.float32)
         bag[:3, k % n_classes] += 4.0
         write_features(root / "features" / "h5_files" / f"{slide_id}.h5", bag, coords, attrs, {"encoder": "test"})
-        extracted.append(ExtractResult(slide_id, "done", len(bag), DIM, "test"))
+        extracted.append(ExtractRow(slide_id, "done", n_patches=len(bag), embed_dim=DIM, encoder="test"))
         patient = f"p{k % 12:02d}"  # s12 to s17 share the patient (label, time and event) of s00 to s05
         short = k % 2 == 1  # odd slides (tumor) die early
         time, event = (rng.uniform(5, 20), 1) if short else (rng.uniform(20, 60), int(k % 3 > 0))
         time, event = outcomes.setdefault(patient, (time, event))
         rows.append(f"{slide_id},{patient},{label},{time:.1f},{event},slides/{slide_id}.tif")
-    write_manifest(root / "features" / "manifest.csv", ExtractResult, extracted)
+    write_manifest(root / "features" / "manifest.csv", ExtractRow, extracted)
     (root / "samples.csv").write_text("\n".join(rows) + "\n")
     return root / "samples.csv"
 

@@ -40,14 +40,17 @@ def test_counts_coords_and_read_plan(make_slide, tmp_path, layout, level_factor,
     assert {tuple(c) for c in data.coords.tolist()} == expected
     assert (data.coords >= 0).all() and (data.coords + 512 <= [4096, 3072]).all()
     a = data.attrs
-    assert (a["patch_level"], a["read_size"], a["patch_size"], a["patch_size_level0"]) == (
+    # patch_size is the side read at patch_level (CLAM's meaning); the target size is target_patch_size
+    assert (a["patch_level"], a["read_size"], a["patch_size"], a["target_patch_size"], a["patch_size_level0"]) == (
         patch_level,
+        read_size,
         read_size,
         256,
         512,
     )
     assert (a["level0_width"], a["level0_height"], a["mpp_level0"], a["target_mpp"]) == (4096, 3072, 0.25, 0.5)
-    assert a["target_magnification"] == 20 and a["level0_magnification"] == 40
+    # the magnification of the level read (TRIDENT's reader then reads the same region as CLAM's)
+    assert a["target_magnification"] == 40 / 2**patch_level and a["level0_magnification"] == 40
     assert data.tissue_fraction.min() > 0.8
 
 
@@ -66,7 +69,8 @@ def test_overlap_and_min_tissue(make_slide, tmp_path):
     job = TileJob(tmp_path / "out", TileParams(GridParams(overlap=128, min_tissue=0.9)))
     tile_slide(SlideEntry("s", path), job)
     data = read_coords(job.coords_path("s"))
-    assert data.attrs["stride_level0"] == 256 and data.attrs["overlap"] == 128
+    # overlap in pixels of the level read (as patch_size), and as given at the target resolution
+    assert data.attrs["stride_level0"] == 256 and data.attrs["overlap"] == 256 and data.attrs["target_overlap"] == 128
     assert (data.coords % 256 == 0).all() and data.tissue_fraction.min() >= 0.9
     assert len(data) > 10  # overlapping windows add positions inside the rectangles
 

@@ -18,8 +18,9 @@ from sklearn.datasets import load_digits
 from sklearn.metrics import roc_auc_score
 
 from pathattn.io.bags import write_clam_pt
-from pathattn.train.run import TrainConfig, train_cv
-from pathattn.train.system import MILSystem
+from pathattn.train.mil.config import TrainConfig
+from pathattn.train.mil.crossval import train_cv
+from pathattn.train.mil.system import MILSystem
 
 TARGET = 9
 SEED = 0

@@ -10,6 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from sklearn.preprocessing import label_binarize
 
+from pathattn.io.jsonfile import to_json_safe
 from pathattn.train.metrics import (
     BootstrapCI,
     bootstrap_ci,
@@ -20,7 +21,6 @@ from pathattn.train.metrics import (
     resample_indices,
     summarize_folds,
     survival_metrics,
-    to_json_safe,
     with_ci,
 )
 

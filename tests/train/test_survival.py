@@ -9,13 +9,8 @@ import pytest
 import torch
 
 from pathattn.errors import PathattnError
-from pathattn.train.survival import (
-    assign_bins,
-    cox_ph_loss,
-    discretize_times,
-    nll_discrete_survival,
-    risk_from_hazards,
-)
+from pathattn.models.survival import risk_from_hazards
+from pathattn.train.survival import assign_bins, cox_ph_loss, discretize_times, nll_discrete_survival
 
 LOG2 = math.log(2.0)
 

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from pathattn.io.bags import read_bag
 from pathattn.io.coords import read_coords
-from pathattn.train.system import MILSystem
+from pathattn.train.mil.system import MILSystem
 
 
 @torch.inference_mode()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+
+from pathattn.workflow.layout import StudyLayout
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "snakemake" / "Snakefile"
@@ -21,6 +26,50 @@ _SLIDE = re.compile(r"wildcards: slide_id=(\S+)")
 def preset():
     """``preset(name)``: the study config ``workflows/<name>/config.yaml`` as a dict."""
     return lambda name: yaml.safe_load((REPO / "workflows" / name / "config.yaml").read_text())
+
+
+@pytest.fixture
+def study_config(tmp_path, preset):
+    """``study_config(name, **changes)``: a preset with top-level keys changed (dicts merged), written to a file."""
+
+    numbers = itertools.count()
+
+    def write(name: str, **changes: object) -> Path:
+        config = preset(name)
+        for key, value in changes.items():
+            config[key] = config.get(key, {}) | value if isinstance(value, dict) else value
+        path = tmp_path / f"{name}_{next(numbers)}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return write
+
+
+def _write_results(layout: StudyLayout, slide_ids: list[str], top_k: int) -> None:
+    """Empty stand-ins for every output of a study (explain and evaluate included), each stage newer than the last.
+
+    Without Snakemake's records of a run, only modification times decide what is out of date.
+    """
+
+    def each(*paths):
+        return [path(slide_id) for path in paths for slide_id in slide_ids]
+
+    stages = [
+        each(layout.coords, layout.tissue, layout.qc),
+        each(layout.features),
+        [layout.train_metrics, layout.train_predictions, layout.train_splits],
+        [layout.predictions, *each(layout.attention)],
+        each(layout.heatmap, layout.heatmap_geojson, functools.partial(layout.top_patches, top_k)),
+        [layout.explain_summary, *each(layout.explanation)],
+        [layout.wsol_summary, layout.wsol_metrics, layout.wsol_curves],
+        [layout.report],
+    ]
+    start = time.time()
+    for k, files in enumerate(stages):
+        for path in files:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            os.utime(path, (start + k, start + k))
 
 
 @pytest.fixture
@@ -80,5 +129,20 @@ def study(tmp_path, preset):
             (tmp_path / config["extract"]["weights"]).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / config["extract"]["weights"]).touch()
         return tmp_path
+
+    return make
+
+
+@pytest.fixture
+def finished_study(study, study_config, preset):
+    """``finished_study(batch)``: the demo study on 4 slides with every output made (explain and evaluate
+    included, stand-ins each newer than its inputs); its working folder and config (``batch`` set)."""
+
+    def make(batch: bool) -> tuple[Path, Path]:
+        cwd = study("demo", n_slides=4)
+        _write_results(
+            StudyLayout(cwd / "results" / "demo"), [f"s{k}" for k in range(4)], preset("demo")["heatmap"]["top_k"]
+        )
+        return cwd, study_config("demo", batch=batch)
 
     return make

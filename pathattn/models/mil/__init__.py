@@ -2,15 +2,15 @@
 
 Importing this package registers the models (``abmil``, ``abmil_plain``, ``abmil_acmil_style``, ``acmil``,
 ``clam_sb``, ``mean_pool``, ``max_pool``; family ``"mil"``); build them with
-:func:`pathattn.registry.create_model`. Conventions (shapes, padding, -inf attention) are in
-:mod:`pathattn.models.mil.base`.
+:func:`pathattn.registry.create_model`. Conventions (shapes, padding, -inf attention) and the
+:class:`InstanceSeparable` capability (``instance_terms``) are in :mod:`pathattn.models.mil.base`.
 """
 
 from pathattn.models.mil.abmil import ABMIL
 from pathattn.models.mil.acmil import ACMIL, attention_diversity, stochastic_topk_mask
 from pathattn.models.mil.adapters import abmil_from_hippo, load_clam_sb, load_hippo
 from pathattn.models.mil.aem import AEMSchedule, attention_entropy_loss
-from pathattn.models.mil.base import MILModel, MILOutput
+from pathattn.models.mil.base import InstanceSeparable, InstanceTerms, MILModel, MILOutput
 from pathattn.models.mil.clam import CLAMSB, clam_instance_loss
 from pathattn.models.mil.pooling import MaxPool, MeanPool
 
@@ -19,6 +19,8 @@ __all__ = [
     "ACMIL",
     "AEMSchedule",
     "CLAMSB",
+    "InstanceSeparable",
+    "InstanceTerms",
     "MILModel",
     "MILOutput",
     "MaxPool",

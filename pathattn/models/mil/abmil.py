@@ -20,15 +20,18 @@ checkpoints load through :mod:`pathattn.models.mil.adapters`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from pathattn.kernels import attention_pool
 from pathattn.models.layers import AttentionScorer
-from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder
+from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder, linear_head_terms
 from pathattn.registry import register_model
+
+if TYPE_CHECKING:
+    from pathattn.models.mil.base import InstanceTerms
 
 
 class ABMIL(MILModel):
@@ -92,6 +95,18 @@ class ABMIL(MILModel):
         scores = self.attention(embeddings)
         pooled, _ = attention_pool(scores, embeddings, mask)
         return embeddings, fill_padding(scores, mask), self.head(pooled[:, 0])
+
+    def instance_terms(self, features: torch.Tensor) -> InstanceTerms:
+        """Attention logits and head contributions of every instance (``InstanceSeparable``, in ``base``).
+
+        Args:
+            features: (N, D) instance features.
+
+        Returns:
+            attention (N, 1), contributions (N, C) and the head's bias (C,).
+        """
+        embeddings = self.encoder(features[None])[0]
+        return linear_head_terms(self.attention(embeddings[None])[0], embeddings, self.head)
 
 
 HIPPO_DEFAULTS: dict[str, Any] = {"embed_dim": 512, "attn_dim": 384, "dropout": 0.25}

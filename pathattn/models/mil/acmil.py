@@ -21,7 +21,7 @@ Defaults M=5, K=10, p=0.6 are the paper's README command; M=1, K=0 gives ACMIL-s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -29,8 +29,11 @@ from torch.nn import functional as F
 
 from pathattn.kernels import masked_softmax
 from pathattn.models.layers import AttentionScorer
-from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder
+from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder, linear_head_terms
 from pathattn.registry import register_model
+
+if TYPE_CHECKING:
+    from pathattn.models.mil.base import InstanceTerms
 
 
 class ACMIL(MILModel):
@@ -96,6 +99,20 @@ class ACMIL(MILModel):
         slide_embedding = torch.einsum("bn,bnl->bl", weights.mean(dim=-1), embeddings)
         extras = {"branch_logits": branch_logits, "masked": masked}
         return MILOutput(self.slide_head(slide_embedding), attention, extras)
+
+    def instance_terms(self, features: torch.Tensor) -> InstanceTerms:
+        """The slide head's terms: its logits pool the branch terms with the mean of the branches' softmax.
+
+        Eval mode (no masking); the branch heads are not part of the bag logits.
+
+        Args:
+            features: (N, D) instance features.
+
+        Returns:
+            attention (N, M) of the M branches, slide-head contributions (N, C) and its bias (C,).
+        """
+        embeddings = self.encoder(features[None])[0]
+        return linear_head_terms(self.attention(embeddings[None])[0], embeddings, self.slide_head)
 
     def losses(self, output: MILOutput, target: torch.Tensor) -> dict[str, torch.Tensor]:
         """ACMIL's three loss terms (the paper's code adds them with weight 1).

@@ -9,11 +9,16 @@ no attention. A single bag of N instances is ``features[None]``; an empty bag is
 Output: :class:`MILOutput`, whose ``attention`` holds the raw (pre-softmax) attention logits with
 **-inf at padding** (and at instances an ACMIL mask dropped), so ``softmax(attention, dim=1)`` gives the
 pooling weights and ``torch.isfinite(attention)`` recovers which instances were used.
+
+Instance-separable models (:class:`InstanceSeparable`) also expose the per-instance terms their logits are
+made of, so that counterfactual bags can be scored without running the network again
+(:mod:`pathattn.explain.cached`).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -32,6 +37,60 @@ class MILOutput(NamedTuple):
     logits: torch.Tensor
     attention: torch.Tensor
     extras: dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class InstanceTerms:
+    """What the logits of an instance-separable model are made of, per instance (:class:`InstanceSeparable`).
+
+    Args:
+        attention: (N, M) raw attention logits of M heads (ACMIL's branches; 1 otherwise).
+        contributions: (N, C) head contributions ``z_i = W h_i`` of the instance embeddings (no bias).
+        bias: (C,) the head's bias.
+    """
+
+    attention: torch.Tensor
+    contributions: torch.Tensor
+    bias: torch.Tensor
+
+
+@runtime_checkable
+class InstanceSeparable(Protocol):
+    """A MIL model whose bag logits are softmax-attention pooled, instance-wise terms plus a bias.
+
+    Every instance's attention logits ``a_i`` (M,) and head contribution ``z_i`` (C,) depend on that
+    instance alone, and for every subset S of a bag, in eval mode,
+
+        ``logits(S) = (1/M) sum_m [sum_{i in S} e_im z_i] / [sum_{i in S} e_im] + b``,  ``e_im = exp(a_im)``,
+
+    equal to ``forward(features[S][None]).logits[0]``; an empty S gives ``b``. ABMIL (and CLAM-SB), ACMIL's
+    slide head and mean pooling (``a = 0``) are instance-separable; max pooling is not.
+    """
+
+    def instance_terms(self, features: torch.Tensor) -> InstanceTerms:
+        """The terms of every instance of a bag.
+
+        Args:
+            features: (N, D) instance features, as the network takes them.
+
+        Returns:
+            attention (N, M), contributions (N, C) and bias (C,), in the network's dtype.
+        """
+        ...
+
+
+def linear_head_terms(attention: torch.Tensor, embeddings: torch.Tensor, head: nn.Linear) -> InstanceTerms:
+    """The :class:`InstanceTerms` of instances pooled with ``attention`` (N, M) before the linear ``head``.
+
+    Args:
+        attention: (N, M) raw attention logits.
+        embeddings: (N, L) instance embeddings.
+        head: the linear layer applied to the pooled embedding.
+
+    Returns:
+        The terms, with ``z_i = W h_i``.
+    """
+    return InstanceTerms(attention, embeddings @ head.weight.T, head.bias)
 
 
 class MILModel(nn.Module):

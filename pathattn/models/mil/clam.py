@@ -7,6 +7,7 @@ of a bag are pseudo-labelled positive and the B least attended negative for the 
 class; with ``subtyping`` the B most attended are also negatives for every other class's classifier.
 CLAM adds the terms as ``0.7 * bag CE + 0.3 * instance loss`` (``bag_weight`` 0.7); that weighting belongs
 to the training system. CLAM's default instance loss is a smooth top-1 SVM; this module uses cross-entropy.
+The instance classifiers do not enter the bag logits, so :class:`CLAMSB` keeps ABMIL's ``instance_terms``.
 """
 
 from __future__ import annotations

@@ -3,24 +3,29 @@
 Both embed every instance with ``Linear -> ReLU -> Dropout`` (as ABMIL does) and end in one linear layer.
 
 * :class:`MeanPool` averages the embeddings of the real instances. Its ``attention`` is 0 for every real
-  instance (-inf at padding): softmax of it is the uniform weight that mean pooling uses.
+  instance (-inf at padding): softmax of it is the uniform weight that mean pooling uses. It is
+  instance-separable (:class:`~pathattn.models.mil.base.InstanceSeparable`).
 * :class:`MaxPool` pools in instance space (mi-Net; CLAM's ``mil`` baseline): the linear layer scores every
   instance and the bag logit of class c is the largest instance logit of class c. Its ``attention`` is those
   instance logits (B, N, C), -inf at padding: the instance that attains the maximum is the one that counts.
+  It has no ``instance_terms``: a maximum is not an attention-weighted mean.
 
 A bag without a real instance gives the head's bias (mean) or 0 (max), never NaN.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from pathattn.kernels import attention_pool
-from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder
+from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder, linear_head_terms
 from pathattn.registry import register_model
+
+if TYPE_CHECKING:
+    from pathattn.models.mil.base import InstanceTerms
 
 
 class _PoolingMIL(MILModel):
@@ -57,6 +62,18 @@ class MeanPool(_PoolingMIL):
         uniform = embeddings.new_zeros(embeddings.shape[:2] + (1,))
         pooled, _ = attention_pool(uniform, embeddings, mask)
         return MILOutput(self.head(pooled[:, 0]), fill_padding(uniform, mask), {})
+
+    def instance_terms(self, features: torch.Tensor) -> InstanceTerms:
+        """Mean pooling as attention pooling with equal logits.
+
+        Args:
+            features: (N, D) instance features.
+
+        Returns:
+            attention (N, 1) zeros, head contributions (N, C) and the head's bias (C,).
+        """
+        embeddings = self.encoder(features[None])[0]
+        return linear_head_terms(embeddings.new_zeros(len(embeddings), 1), embeddings, self.head)
 
 
 class MaxPool(_PoolingMIL):

@@ -6,7 +6,7 @@ import torch
 
 from pathattn.errors import PathattnError
 from pathattn.io.bags import write_clam_pt, write_features
-from pathattn.train.data import (
+from pathattn.train.mil.data import (
     BagDataset,
     collate_bags,
     feature_dim,

@@ -1,16 +1,19 @@
-"""Patient-level K-fold cross-validation of a MIL model: one Lightning run per fold, out-of-fold predictions.
+"""Patient-level K-fold cross-validation of a MIL model: one Lightning fit per fold, out-of-fold predictions.
 
 Outputs under ``RUN``::
 
     RUN/splits.json            the folds (reusable with ``splits=``), checked for patient leakage
     RUN/fold_{k}/              checkpoints (best on the validation metric, and last), CSV and TensorBoard logs
+                               (the layout of :func:`pathattn.train.trainer.build_trainer`)
     RUN/predictions.csv        the out-of-fold prediction of every slide (its fold's test set)
     RUN/metrics.json           every metric per fold with a bootstrap 95% CI, and their mean and std
+
+Under DDP every process fits every fold; global rank 0 alone writes the three files and predicts the test
+sets, after the last fit (so that the other processes never wait on it inside a fit).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,36 +22,28 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from pathattn.errors import PathattnError
-from pathattn.io.atomic import write_text_atomic
+from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 from pathattn.registry import create_model
-from pathattn.train.config import TrainConfig
-from pathattn.train.data import (
+from pathattn.train.config import Task
+from pathattn.train.metrics import bootstrap_metrics, classification_metrics, summarize_folds, survival_metrics, with_ci
+from pathattn.train.mil.config import TrainConfig
+from pathattn.train.mil.data import (
     BagDataset,
     Sample,
-    Task,
     collate_bags,
     feature_dim,
     feature_stats,
     match_features,
     read_samples,
 )
-from pathattn.train.metrics import (
-    bootstrap_metrics,
-    classification_metrics,
-    summarize_folds,
-    survival_metrics,
-    to_json_safe,
-    with_ci,
-)
+from pathattn.train.mil.system import MILSystem
 from pathattn.train.splits import Fold, check_labels, load_splits, make_splits, patient_labels, save_splits
 from pathattn.train.survival import assign_bins, discretize_times
-from pathattn.train.system import MILSystem
+from pathattn.train.trainer import build_trainer, is_global_zero, selected_checkpoint
 
 
 def _table(samples: Sequence[Sample], task: Task) -> list[dict[str, object]]:
@@ -91,8 +86,8 @@ def _fit_fold(
     paths: dict[str, Path],
     dim: int,
     classes: list[str],
-) -> tuple[MILSystem, list[Sample], str]:
-    """Train fold ``k``; return the selected system, the fold's samples (with bins) and the checkpoint."""
+) -> tuple[list[Sample], str]:
+    """Train fold ``k``; return the fold's samples (with bins) and its selected checkpoint."""
     L.seed_everything(cfg.seed + k, workers=True, verbose=False)
     if cfg.task == "survival" and cfg.survival_loss == "nll":
         samples = _with_bins(samples, set(fold.train), cfg.n_bins)
@@ -112,24 +107,11 @@ def _fit_fold(
     )  # fmt: skip
     if cfg.feature_norm == "standardize":
         system.set_feature_stats(*map(torch.from_numpy, feature_stats(datasets["train"])))
-    folder = cfg.out / f"fold_{k}"
     has_val = len(datasets["val"]) > 0
-    monitor = f"val/{cfg.monitor}"
-    best = ModelCheckpoint(folder / "checkpoints", filename="best", monitor=monitor if has_val else None,
-                           mode=cfg.monitor_mode, save_last=True)  # fmt: skip
-    callbacks: list[L.Callback] = [best]
-    if has_val:
-        callbacks.append(EarlyStopping(monitor, patience=cfg.patience, mode=cfg.monitor_mode, check_finite=False))
-    trainer = L.Trainer(
-        max_epochs=cfg.max_epochs, accelerator=cfg.accelerator, devices=1, deterministic=cfg.deterministic,
-        logger=[CSVLogger(folder, name="logs"), TensorBoardLogger(folder, name="tensorboard")],
-        callbacks=callbacks, default_root_dir=folder, log_every_n_steps=1, enable_model_summary=False,
-        enable_progress_bar=False, num_sanity_val_steps=0,
-    )  # fmt: skip
+    trainer = build_trainer(cfg.trainer_settings, cfg.out / f"fold_{k}", validate=has_val)
     val_loader = _loader(datasets["val"], cfg.batch_size, False, cfg.seed) if has_val else None
     trainer.fit(system, _loader(datasets["train"], cfg.batch_size, True, cfg.seed + k), val_loader)
-    checkpoint = best.best_model_path or best.last_model_path
-    return MILSystem.load(checkpoint), samples, checkpoint
+    return samples, selected_checkpoint(trainer)
 
 
 @torch.inference_mode()
@@ -160,11 +142,11 @@ def _check_config(cfg: TrainConfig) -> None:
         raise PathattnError("--n-folds must be at least 2")
 
 
-def train_cv(cfg: TrainConfig) -> dict[str, Any]:
+def train_cv(cfg: TrainConfig) -> dict[str, Any] | None:
     """Cross-validate ``cfg.model`` and write the run folder (module docstring).
 
     Returns:
-        The contents of ``metrics.json``.
+        The contents of ``metrics.json``; None in the processes of a DDP run other than global rank 0.
 
     Raises:
         PathattnError: bad sample sheet, missing features, a single class, patients whose slides disagree,
@@ -182,18 +164,21 @@ def train_cv(cfg: TrainConfig) -> dict[str, Any]:
         table, cfg.n_folds, cfg.seed, val_fraction=cfg.val_fraction, task=cfg.task, source=str(cfg.samples)
     )  # fmt: skip
     cfg.out.mkdir(parents=True, exist_ok=True)
-    save_splits(cfg.out / "splits.json", splits)
+    if is_global_zero():
+        save_splits(cfg.out / "splits.json", splits)
+    fits = [_fit_fold(cfg, k, fold, samples, paths, dim, classes) for k, fold in enumerate(splits.folds)]
+    if not is_global_zero():
+        return None
     rows, per_fold = [], []
-    for k, fold in enumerate(splits.folds):
-        system, fold_samples, checkpoint = _fit_fold(cfg, k, fold, samples, paths, dim, classes)
+    for k, (fold, (fold_samples, checkpoint)) in enumerate(zip(splits.folds, fits, strict=True)):
         test = [s for s in fold_samples if s.slide_id in set(fold.test)]
-        scores = _predict(system, test, paths, dim)
+        scores = _predict(MILSystem.load(checkpoint), test, paths, dim)
         per_fold.append(_fold_metrics(cfg, test, scores, k))
         rows += [_prediction_row(cfg, classes, s, sc, k, checkpoint) for s, sc in zip(test, scores, strict=True)]
     result = {"task": cfg.task, "model": cfg.model, "classes": classes, "folds": per_fold,
               "summary": summarize_folds(per_fold), "config": {k: str(v) for k, v in asdict(cfg).items()}}  # fmt: skip
     write_csv(cfg.out / "predictions.csv", sorted(rows, key=lambda r: str(r["slide_id"])))
-    write_text_atomic(cfg.out / "metrics.json", json.dumps(to_json_safe(result), indent=1))
+    write_json(cfg.out / "metrics.json", result)
     return result
 
 

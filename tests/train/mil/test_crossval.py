@@ -8,7 +8,8 @@ import pytest
 
 from pathattn.errors import PathattnError
 from pathattn.io.bags import write_clam_pt
-from pathattn.train.run import TrainConfig, train_cv
+from pathattn.train.mil.config import TrainConfig
+from pathattn.train.mil.crossval import train_cv
 from pathattn.train.splits import load_splits
 
 
@@ -99,8 +100,7 @@ def test_checkpoints_carry_the_training_folds_feature_statistics(tmp_path, norm)
     import torch
 
     from pathattn.io.bags import read_bag
-    from pathattn.train.splits import load_splits
-    from pathattn.train.system import MILSystem
+    from pathattn.train.mil.system import MILSystem
 
     cfg = config(tmp_path, max_epochs=1, feature_norm=norm)
     train_cv(cfg)

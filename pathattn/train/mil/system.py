@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from pathattn.errors import PathattnError
-from pathattn.train.config import FeatureNorm, SurvivalLoss, Task
+from pathattn.train.config import Task
+from pathattn.train.mil.config import FeatureNorm, SurvivalLoss
 
 
 class MILSystem(L.LightningModule):
@@ -149,7 +150,7 @@ class MILSystem(L.LightningModule):
 
     @classmethod
     def load(cls, checkpoint: str | Path, map_location: str | torch.device = "cpu") -> MILSystem:
-        """Rebuild a trained system (network included) from a checkpoint of :func:`pathattn.train.run`."""
+        """Rebuild a trained system (network included) from a checkpoint of ``pathattn train``."""
         from pathattn.registry import create_model
 
         hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
@@ -186,30 +187,50 @@ class MILSystem(L.LightningModule):
             return torch.softmax(logits.float(), dim=-1)
         if self.hparams.survival_loss == "cox":
             return logits[:, :1].float()
-        from pathattn.train.survival import risk_from_hazards
+        from pathattn.models.survival import risk_from_hazards
 
         return risk_from_hazards(logits.float())[:, None]
 
     def _evaluate(self, batch: Mapping[str, torch.Tensor], stage: str) -> None:
         output = self(batch["features"], batch["mask"])
         loss = self._task_loss(output.logits, batch)
-        self.log(f"{stage}/loss", loss, batch_size=len(batch["index"]), on_epoch=True)
+        self.log(f"{stage}/loss", loss, batch_size=len(batch["index"]), on_epoch=True, sync_dist=True)
         keep = ("label", "time", "event", "index")
-        self._outputs[stage].append({"scores": self.scores(output.logits).detach().cpu(),
-                                     **{k: batch[k].detach().cpu() for k in keep}})  # fmt: skip
+        self._outputs[stage].append({"scores": self.scores(output.logits).detach(),
+                                     **{k: batch[k].detach() for k in keep}})  # fmt: skip
 
     def _log_metrics(self, stage: str) -> None:
+        """Log the epoch's metrics over every bag of the stage, whichever process evaluated it."""
         from pathattn.train.metrics import classification_metrics, survival_metrics
 
         outputs, self._outputs[stage] = self._outputs[stage], []
         if not outputs or self.trainer.sanity_checking:
             return
-        joined = {k: torch.cat([o[k] for o in outputs]).numpy() for k in outputs[0]}
+        joined = self._gather({k: torch.cat([o[k] for o in outputs]) for k in outputs[0]})
         if self.hparams.task == "classification":
             if len(np.unique(joined["label"])) < 2:
                 return  # AUROC is undefined on one class
             metrics = classification_metrics(joined["label"], joined["scores"])
         else:
             metrics = survival_metrics(joined["time"], joined["event"], joined["scores"][:, 0])
-        for name, value in metrics.items():
-            self.log(f"{stage}/{name}", float(value))
+        for name, value in metrics.items():  # the same on every process; synced only to keep Lightning quiet
+            self.log(f"{stage}/{name}", float(value), sync_dist=True)
+
+    def _gather(self, outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+        """The outputs of every process, each bag once, in dataset order.
+
+        Under DDP each process evaluates a shard of the bags, padded by Lightning's ``DistributedSampler`` to
+        equal sizes with repeated bags; the shards are gathered to every process and the repeats dropped
+        (by ``index``), so every process computes the metrics of the whole set.
+
+        Args:
+            outputs: this process's ``scores`` (n, C) and ``label``, ``time``, ``event``, ``index`` (n,).
+
+        Returns:
+            The same keys over the whole set, as numpy arrays sorted by ``index``.
+        """
+        if self.trainer.world_size > 1:
+            outputs = {k: v.flatten(0, 1) for k, v in self.all_gather(outputs).items()}
+        arrays = {k: v.cpu().numpy() for k, v in outputs.items()}
+        _, first = np.unique(arrays["index"], return_index=True)
+        return {k: v[first] for k, v in arrays.items()}

@@ -1,0 +1,106 @@
+"""The configuration of an attention-MIL cross-validation: every option of ``pathattn train`` (and its YAML keys).
+
+Kept free of heavy imports so that the command line can describe it without loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pathattn.train.config import Accelerator, Devices, Precision, Strategy, Task, TrainerSettings
+
+SurvivalLoss = Literal["nll", "cox"]
+FeatureNorm = Literal["standardize", "none"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A cross-validated training run.
+
+    Args:
+        samples: sample sheet: slide_id, patient_id, and label (classification) or time, event (survival).
+        features: folder of feature files (``pathattn extract`` output, CLAM or TRIDENT features).
+        out: the run folder.
+        task: ``classification`` or ``survival``.
+        model: a registered MIL model (``pathattn.registry.list_models(family="mil")``).
+        model_args: keyword arguments of the model (``in_dim`` and ``n_classes`` are set from the data).
+        n_folds: folds of the patient-level stratified cross-validation.
+        val_fraction: share of each fold's training patients held out for early stopping and checkpoint
+            selection (0: no validation set; the last epoch is used).
+        splits: a ``splits.json`` of an earlier run to reuse.
+        seed: seed of the splits and of each fold's training (fold k uses seed + k).
+        max_epochs: epochs per fold.
+        patience: early-stopping patience in epochs on the validation metric.
+        batch_size: bags per step (1 is usual for MIL; Cox needs several).
+        max_instances: random subsampling of large training bags to this many instances (None: off).
+        lr: AdamW peak learning rate (cosine schedule per step).
+        weight_decay: AdamW weight decay.
+        class_weighting: weight the cross-entropy by inverse class frequency of the training fold.
+        survival_loss: ``nll`` (discrete time, ``n_bins`` quantile bins) or ``cox``.
+        n_bins: time bins of the ``nll`` survival loss.
+        aem_lambda: weight of the AEM attention-entropy regulariser (0: off).
+        aem_anneal: ``cosine`` anneals the AEM weight to 0.
+        feature_norm: ``standardize`` each feature dimension with the mean and standard deviation of the
+            training fold's instances (stored in the checkpoint and applied at prediction); ``none`` uses the
+            features as they are. Encoders whose features share a large common component (random-init CNNs,
+            some foundation models) train much better standardised.
+        skip_missing: train without slides that have no feature file (else an error lists them).
+        deterministic: deterministic algorithms (reproducible, sometimes slower).
+        accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``).
+        devices: devices of each fold's fit: a count, ``auto`` (every device of the accelerator) or a list of
+            device indices. More than one trains with DDP (``strategy``).
+        strategy: ``auto`` (one device) or distributed data parallel: ``ddp`` (Lightning re-runs the
+            ``pathattn train`` command once per extra device), ``ddp_spawn`` (spawned processes; for notebooks
+            and pytest), or their ``*_find_unused_parameters_true`` variants for a network with parameters
+            that get no gradient in some steps (DDP stops with an error naming them). Only global rank 0 writes
+            ``splits.json``, ``predictions.csv`` and ``metrics.json`` and predicts the test folds; validation
+            metrics are computed over the bags of every process.
+        precision: ``32-true``, or automatic mixed precision ``bf16-mixed`` (CPU and recent GPUs) or
+            ``16-mixed`` (GPU).
+        n_boot: bootstrap resamples of the confidence intervals.
+        monitor: validation metric of early stopping and checkpoint selection: ``loss`` (always defined),
+            ``auroc`` (classification) or ``c_index`` (survival), both undefined on a validation set of one
+            class or without events.
+    """
+
+    samples: Path
+    features: Path
+    out: Path
+    task: Task = "classification"
+    model: str = "abmil"
+    model_args: dict[str, Any] = field(default_factory=dict)
+    n_folds: int = 5
+    val_fraction: float = 0.2
+    splits: Path | None = None
+    seed: int = 0
+    max_epochs: int = 20
+    patience: int = 5
+    batch_size: int = 1
+    max_instances: int | None = None
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    class_weighting: bool = False
+    survival_loss: SurvivalLoss = "nll"
+    n_bins: int = 4
+    aem_lambda: float = 0.0
+    aem_anneal: Literal["none", "cosine"] = "none"
+    feature_norm: FeatureNorm = "standardize"
+    skip_missing: bool = False
+    deterministic: bool = True
+    accelerator: Accelerator = "auto"
+    devices: Devices = 1
+    strategy: Strategy = "auto"
+    precision: Precision = "32-true"
+    n_boot: int = 1000
+    monitor: Literal["loss", "auroc", "c_index"] = "loss"
+
+    @property
+    def trainer_settings(self) -> TrainerSettings:
+        """What :func:`pathattn.train.trainer.build_trainer` needs of these options."""
+        return TrainerSettings(
+            max_epochs=self.max_epochs, accelerator=self.accelerator, devices=self.devices, strategy=self.strategy,
+            precision=self.precision, deterministic=self.deterministic, patience=self.patience,
+            monitor=f"val/{self.monitor}", monitor_mode="min" if self.monitor == "loss" else "max",
+        )  # fmt: skip

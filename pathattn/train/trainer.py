@@ -1,0 +1,87 @@
+"""The Lightning Trainer shared by the systems of the train stage, and which process writes a run's files.
+
+:func:`build_trainer` gives every system the same fit, under a folder ``FOLDER`` (one per fold of a
+cross-validation)::
+
+    FOLDER/checkpoints/best.ckpt    the best epoch on the monitored validation metric (no validation: the last)
+    FOLDER/checkpoints/last.ckpt    the last epoch
+    FOLDER/logs/version_*/          CSV logs (metrics.csv, hparams.yaml)
+    FOLDER/tensorboard/version_*/   TensorBoard events
+
+Distributed data parallel (a ``ddp*`` strategy on several devices): every process takes part in every fit,
+and Lightning shards the training and validation bags between them (a system computes its validation
+metrics over the outputs of all processes). Lightning writes its checkpoints and logs from global rank 0;
+the files a run writes itself (splits, predictions, metrics) are written where :func:`is_global_zero`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+
+from pathattn.errors import PathattnError
+from pathattn.train.config import TrainerSettings
+
+
+def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.Trainer:
+    """A Trainer that checkpoints, stops early and logs under ``folder`` (module docstring).
+
+    Args:
+        settings: epochs, hardware, numerics and the monitored metric.
+        folder: where the checkpoints and logs go.
+        validate: whether the fit has a validation set. With one, ``best.ckpt`` is the best epoch on
+            ``settings.monitor`` and training stops after ``settings.patience`` epochs without improvement;
+            without, ``best.ckpt`` is the last epoch and every epoch runs.
+
+    Returns:
+        The Trainer; its ``checkpoint_callback`` names the selected checkpoint after ``fit``
+        (:func:`selected_checkpoint`).
+
+    Raises:
+        PathattnError: Lightning rejects the accelerator, devices, strategy or precision on this machine.
+    """
+    mode, monitor = settings.monitor_mode, settings.monitor if validate else None
+    checkpoint = ModelCheckpoint(folder / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True)
+    callbacks: list[L.Callback] = [checkpoint]
+    if validate:
+        callbacks.append(EarlyStopping(settings.monitor, patience=settings.patience, mode=mode, check_finite=False))
+    try:
+        return L.Trainer(
+            max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=settings.devices,
+            strategy=settings.strategy, precision=settings.precision, deterministic=settings.deterministic,
+            logger=[CSVLogger(folder, name="logs"), TensorBoardLogger(folder, name="tensorboard")],
+            callbacks=callbacks, default_root_dir=folder, log_every_n_steps=1, enable_model_summary=False,
+            enable_progress_bar=False, num_sanity_val_steps=0,
+        )  # fmt: skip
+    except MisconfigurationException as err:
+        chosen = (
+            f"--accelerator {settings.accelerator} --devices {settings.devices} --strategy {settings.strategy} "
+            f"--precision {settings.precision}"
+        )
+        reason = " ".join(str(err).split()).rstrip(".")
+        raise PathattnError(f"{chosen}: {reason}; choose options this machine has") from None
+
+
+def selected_checkpoint(trainer: L.Trainer) -> str:
+    """The checkpoint a finished fit selected: ``best.ckpt``, else ``last.ckpt``.
+
+    Lightning broadcasts the path from global rank 0, so every process (and the launching process of
+    ``ddp_spawn``) gets the same file.
+    """
+    callback = trainer.checkpoint_callback
+    return callback.best_model_path or callback.last_model_path
+
+
+def is_global_zero() -> bool:
+    """Whether this process is global rank 0, the one that writes a run's own files (always, without DDP).
+
+    Before the first fit the rank comes from the variables a launcher sets (``RANK``, ``LOCAL_RANK``,
+    ``SLURM_PROCID``; none in the process that was started by hand); each Trainer then sets it from its
+    strategy.
+    """
+    return rank_zero_only.rank == 0

@@ -1,0 +1,34 @@
+"""The shared Trainer: checkpoints, early stopping and loggers by whether there is a validation set; bad options."""
+
+import lightning as L
+import pytest
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from pathattn.errors import PathattnError
+from pathattn.train.config import TrainerSettings
+from pathattn.train.trainer import build_trainer, is_global_zero
+
+
+def _callbacks(trainer: L.Trainer, kind: type) -> list:
+    return [c for c in trainer.callbacks if isinstance(c, kind)]
+
+
+@pytest.mark.parametrize("validate", [True, False])
+def test_checkpoints_early_stopping_and_logs(tmp_path, validate):
+    settings = TrainerSettings(max_epochs=3, accelerator="cpu", patience=2, monitor="val/auroc", monitor_mode="max")
+    trainer = build_trainer(settings, tmp_path, validate=validate)
+    (checkpoint,) = _callbacks(trainer, ModelCheckpoint)
+    assert checkpoint.dirpath == str(tmp_path / "checkpoints") and checkpoint.filename == "best"
+    assert checkpoint.save_last and checkpoint.monitor == ("val/auroc" if validate else None)
+    stopping = _callbacks(trainer, EarlyStopping)
+    assert [(s.monitor, s.patience, s.mode) for s in stopping] == ([("val/auroc", 2, "max")] if validate else [])
+    assert [type(logger) for logger in trainer.loggers] == [CSVLogger, TensorBoardLogger]
+    assert all(logger.root_dir.startswith(str(tmp_path)) for logger in trainer.loggers)
+    assert trainer.max_epochs == 3 and trainer.num_devices == 1 and trainer.precision == "32-true"
+    assert is_global_zero()
+
+
+def test_options_this_machine_lacks_are_user_errors(tmp_path):
+    with pytest.raises(PathattnError, match=r"^--accelerator mps --devices 1 .*; choose options this machine has$"):
+        build_trainer(TrainerSettings(accelerator="mps"), tmp_path, validate=True)
