@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pathattn.errors import PathattnError
@@ -187,9 +188,9 @@ class Batch(Generic[Row]):
         if self._progress is None:
             return
         if row.status == "failed":
-            self._progress.console.print(f"[red]failed[/] {row.slide_id}: {row.error}", highlight=False)
+            self.note(f"[red]failed[/] {escape(row.slide_id)}: {escape(row.error)}")
         elif row.status == "empty":
-            self._progress.console.print(f"[yellow]empty[/] {row.slide_id}: nothing to process", highlight=False)
+            self.note(f"[yellow]empty[/] {escape(row.slide_id)}: nothing to process")
         self._count += int(getattr(row, self.counter, 0) or 0) if self.counter else 0
         self._progress.update(self._task, advance=advance, count=self._count)
 
@@ -204,9 +205,9 @@ class Batch(Generic[Row]):
             self._progress.update(self._task, advance=amount)
 
     def note(self, text: str) -> None:
-        """Print a line about one item above the bar (e.g. ``no tissue``)."""
+        """Print a line (rich markup) above the bar, never wrapped."""
         if self._progress is not None:
-            self._progress.console.print(text, highlight=False)
+            self._progress.console.print(text, highlight=False, soft_wrap=True)
 
     def run(
         self, items: Iterable[Item], work: Callable[[Item], Row], item_id: Callable[[Item], str], workers: int = 1

@@ -1,12 +1,14 @@
-"""Shared fixtures: slides written on the fly with the synthetic-slide writer, and a tiled, embedded cohort."""
+"""Shared fixtures: slides written on the fly, a tiled and embedded cohort, and CLAM-SB's forward from the paper."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from pathattn.synth.wsi import write_slide
 
@@ -91,3 +93,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "synthetic_cohort" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.timeout(2400))
+
+
+ClamForward = Callable[[Mapping[str, torch.Tensor], torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def clam_sb_forward(weights: Mapping[str, torch.Tensor], features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """CLAM-SB's eval forward from the paper's formulas: fc + ReLU, gated attention, softmax pooling, classifier.
+
+    Args:
+        weights: a CLAM-SB state dict (``attention_net.0``, ``attention_net.{2 or 3}.attention_{a,b,c}``,
+            ``classifiers``).
+        features: (N, D) one bag.
+
+    Returns:
+        logits (1, C) and raw attention (N, 1).
+    """
+    net = next(f"attention_net.{i}" for i in (3, 2) if f"attention_net.{i}.attention_a.0.weight" in weights)
+    h = torch.relu(features @ weights["attention_net.0.weight"].T + weights["attention_net.0.bias"])
+    a = torch.tanh(h @ weights[f"{net}.attention_a.0.weight"].T + weights[f"{net}.attention_a.0.bias"])
+    b = torch.sigmoid(h @ weights[f"{net}.attention_b.0.weight"].T + weights[f"{net}.attention_b.0.bias"])
+    raw = (a * b) @ weights[f"{net}.attention_c.weight"].T + weights[f"{net}.attention_c.bias"]
+    pooled = torch.softmax(raw, dim=0).T @ h
+    return pooled @ weights["classifiers.weight"].T + weights["classifiers.bias"], raw
+
+
+@pytest.fixture
+def clam_forward() -> ClamForward:
+    """:func:`clam_sb_forward`, for the tests to call."""
+    return clam_sb_forward

@@ -11,14 +11,23 @@ HELP = "render attention heatmaps (PNG) and export patch attention and top patch
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
     """Add the ``heatmap`` parser."""
+    from pathattn.models.checkpoint_formats import CHECKPOINT_FORMATS
     from pathattn.scoremaps.normalise import NORMALISATIONS
 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options")
-    p.add_argument("--predictions", type=str, required=True,
+    p.add_argument("--predictions", type=str | None, default=None,
                    help="output folder of 'pathattn predict' (attention/{slide_id}.h5, predictions.csv)")  # fmt: skip
+    p.add_argument("--checkpoint", type=str | None, default=None,
+                   help="instead of --predictions: a model ('pathattn train' .ckpt, HIPPO or CLAM-SB state dict) "
+                        "run on --features")  # fmt: skip
+    p.add_argument("--features", type=str | None, default=None,
+                   help="with --checkpoint: folder of feature files ('pathattn extract' output)")  # fmt: skip
+    p.add_argument("--checkpoint-format", type=str, default="auto", choices=list(CHECKPOINT_FORMATS),
+                   help="auto (detected), pathattn, hippo (HIPPO AttentionMILModel state dict) or clam_sb")  # fmt: skip
+    p.add_argument("--device", type=str, default="cpu", help="with --checkpoint: cpu, cuda[:i] or auto")
     p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
-                   help="render only these slides of --predictions (one job per slide in a workflow)")  # fmt: skip
+                   help="render only these slides (one job per slide in a workflow)")  # fmt: skip
     p.add_argument("--out", type=str, required=True, help="folder of the PNG and GeoJSON files and manifest.csv")
     p.add_argument("--tiles", type=str | None, default=None,
                    help="'pathattn tile' output folder: its tissue/{slide_id}.geojson masks the heatmap")  # fmt: skip
@@ -36,12 +45,28 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
     subcommands.add_subcommand("heatmap", p, help=HELP)
 
 
+def _source(cfg: Namespace):  # noqa: ANN202 - PredictedScores or CheckpointScores, imported lazily
+    from pathattn.devices import resolve_device
+    from pathattn.errors import PathattnError
+    from pathattn.explain.heatmap_run import CheckpointScores, PredictedScores
+
+    if (cfg.predictions is None) == (cfg.checkpoint is None):
+        raise PathattnError("give either --predictions (a 'pathattn predict' run) or --checkpoint with --features")
+    if cfg.predictions is not None:
+        return PredictedScores(Path(cfg.predictions))
+    if cfg.features is None:
+        raise PathattnError("--checkpoint needs --features (the feature files the model runs on)")
+    device = str(resolve_device(cfg.device))
+    return CheckpointScores(Path(cfg.checkpoint), Path(cfg.features), cfg.checkpoint_format, device)
+
+
 def run(cfg: Namespace) -> int:
     """Render the heatmaps; exit 1 if any slide failed."""
-    from pathattn.explain.heatmap import HeatmapJob, HeatmapStyle, run_heatmaps
+    from pathattn.explain.heatmap import HeatmapStyle
+    from pathattn.explain.heatmap_run import HeatmapJob, run_heatmaps
 
     style = HeatmapStyle(cfg.thumbnail_mpp, cfg.normalise, cfg.top_k, cfg.head, cfg.cmap, cfg.alpha)
     folder = lambda value: Path(value) if value else None  # noqa: E731
-    job = HeatmapJob(Path(cfg.predictions), Path(cfg.out), style, cfg.slide_ids, folder(cfg.tiles),
-                     folder(cfg.samples), cfg.overwrite)  # fmt: skip
+    job = HeatmapJob(_source(cfg), Path(cfg.out), style, cfg.slide_ids, folder(cfg.tiles), folder(cfg.samples),
+                     cfg.overwrite)  # fmt: skip
     return run_heatmaps(job)

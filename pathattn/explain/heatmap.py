@@ -21,9 +21,7 @@ neither drawn nor exported.
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,11 +30,8 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from pathattn.batch import Batch, BatchRow
 from pathattn.errors import PathattnError
 from pathattn.io.geojson import Annotation, read_annotations, write_annotations
-from pathattn.io.manifest import read_manifest, run_files
-from pathattn.io.samples import select_ids, slide_paths
 from pathattn.io.scores import PatchScores, read_patch_scores
 from pathattn.io.slide import Slide
 from pathattn.scoremaps.images import slide_thumbnail, write_png
@@ -93,7 +88,7 @@ def _read_tissue(path: str | os.PathLike[str]) -> BaseGeometry:
     return shapely.union_all([a.geometry for a in read_annotations(path)])
 
 
-def _open_slide(scores: PatchScores, slide_path: str | os.PathLike[str] | None, source: Path) -> Slide:
+def _open_slide(scores: PatchScores, slide_path: str | os.PathLike[str] | None, source: str) -> Slide:
     """The slide the scores were computed on, checked against the tiling's level-0 size."""
     path = slide_path or scores.attrs.get("slide_path")
     if not path:
@@ -146,7 +141,7 @@ class HeatmapStyle:
 
 
 def heatmap_slide(
-    scores_file: str | os.PathLike[str],
+    scores: str | os.PathLike[str] | PatchScores,
     out_dir: str | os.PathLike[str],
     style: HeatmapStyle = HeatmapStyle(),
     *,
@@ -157,7 +152,8 @@ def heatmap_slide(
     """Write the heatmap PNG and the two GeoJSON files of one slide (each atomically; the PNG last).
 
     Args:
-        scores_file: ``PRED/attention/{slide_id}.h5`` (a per-patch score file, :mod:`pathattn.io.scores`).
+        scores: the slide's per-patch scores, or their file ``PRED/attention/{slide_id}.h5``
+            (:mod:`pathattn.io.scores`).
         out_dir: the output folder.
         style: how to draw.
         slide_path: the slide file, when it moved since tiling (default: the ``slide_path`` attribute).
@@ -171,9 +167,9 @@ def heatmap_slide(
     Raises:
         PathattnError: a file is missing or unreadable, the head does not exist, or the slide does not match.
     """
-    source = Path(scores_file)
-    data = read_patch_scores(source)
-    scores = data.head(style.head)
+    data = scores if isinstance(scores, PatchScores) else read_patch_scores(scores)
+    source = data.source or f"the scores of slide {data.slide_id}"
+    values = data.head(style.head)
     patch_size_level0 = data.attrs.get("patch_size_level0")
     if not patch_size_level0:
         raise PathattnError(f"{source}: 'coords' lacks the patch_size_level0 attribute; run 'pathattn predict' again")
@@ -182,125 +178,20 @@ def heatmap_slide(
         thumbnail, level0_per_px = slide_thumbnail(slide, style.thumbnail_mpp)
         used_path = str(slide.path)
     tissue = _read_tissue(tissue_geojson) if tissue_geojson else None
-    detections, top = heatmap_geojson(data.coords, int(patch_size_level0), scores, style.top_k)
+    detections, top = heatmap_geojson(data.coords, int(patch_size_level0), values, style.top_k)
     write_annotations(paths["geojson"], detections, object_type="detection")
     write_annotations(paths["top"], top)
-    values = normalise(scores, style.normalise)
+    colours = normalise(values, style.normalise)
     image = blend_scores(
-        thumbnail, level0_per_px, data.coords, int(patch_size_level0), values, tissue, style.cmap, style.alpha
+        thumbnail, level0_per_px, data.coords, int(patch_size_level0), colours, tissue, style.cmap, style.alpha
     )
     caption = "  |  ".join(s for s in (data.slide_id, data.model and f"model {data.model}", prediction) if s)
     label = f"attention {style.normalise}" + (f", head {style.head}" if data.n_heads > 1 else "")
     write_png(paths["png"], add_legend(image, caption, label, style.cmap))
     return {
         "slide_id": data.slide_id,
-        "n_patches": int(np.isfinite(scores).sum()),
+        "n_patches": int(np.isfinite(values).sum()),
         "model": data.model,
         "slide_path": used_path,
         **paths,
     }
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        return float(text)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
-def read_captions(path: Path) -> dict[str, str]:
-    """Caption text per slide from ``predictions.csv`` (empty without the file).
-
-    ``prediction P (p=0.93)`` with the ``prob_P`` column of a classifier, ``risk 0.53`` for a survival model.
-    """
-    captions = {}
-    for row in read_manifest(path):
-        prediction = (row.get("prediction") or "").strip()
-        prob, risk = _number(row.get(f"prob_{prediction}")), _number(row.get("risk"))
-        if prediction:
-            text = f"prediction {prediction}" + (f" (p={prob:.2f})" if prob is not None else "")
-        else:
-            text = f"risk {risk:.3g}" if risk is not None else ""
-        if row.get("slide_id") and text:
-            captions[row["slide_id"]] = text
-    return captions
-
-
-@dataclass(kw_only=True)
-class HeatmapRow(BatchRow):
-    """One row of the manifest."""
-
-    n_patches: int = 0
-    model: str = ""
-    tissue_source: str = ""
-    slide_path: str = ""
-    png: str = ""
-
-
-@dataclass(frozen=True)
-class HeatmapJob:
-    """One ``pathattn heatmap`` run.
-
-    Args:
-        predictions: output folder of ``pathattn predict`` (``attention/{slide_id}.h5``, ``predictions.csv``).
-        out: the folder of the PNG and GeoJSON files and ``manifest.csv``.
-        style: how to draw.
-        slide_ids: only these slides (default: all).
-        tiles: ``pathattn tile`` output folder, whose ``tissue/{slide_id}.geojson`` masks the heatmaps.
-        samples: sample sheet whose ``slide_path`` column points to slides that moved since tiling.
-        overwrite: redo slides whose outputs exist.
-    """
-
-    predictions: Path
-    out: Path
-    style: HeatmapStyle = HeatmapStyle()
-    slide_ids: Sequence[str] | None = None
-    tiles: Path | None = None
-    samples: Path | None = None
-    overwrite: bool = False
-
-    def tissue_file(self, slide_id: str) -> Path | None:
-        """The tiling's tissue GeoJSON of a slide, when there is one."""
-        path = self.tiles / "tissue" / f"{slide_id}.geojson" if self.tiles else None
-        return path if path is not None and path.is_file() else None
-
-
-def _heatmap_one(file: Path, job: HeatmapJob, slides: Mapping[str, Path], captions: Mapping[str, str]) -> HeatmapRow:
-    """The heatmap of one score file (skipped when its outputs exist); errors propagate."""
-    slide_id = file.stem
-    tissue = job.tissue_file(slide_id)
-    row = HeatmapRow(slide_id, tissue_source=str(tissue or "patches"))
-    paths = output_paths(job.out, slide_id, job.style.top_k)
-    if not job.overwrite and all(p.is_file() for p in paths.values()):
-        row.status, row.png = "skipped", str(paths["png"])
-        return row
-    done = heatmap_slide(file, job.out, job.style, slide_path=slides.get(slide_id), tissue_geojson=tissue,
-                         prediction=captions.get(slide_id, ""))  # fmt: skip
-    row.n_patches, row.model, row.slide_path, row.png = (
-        done["n_patches"], done["model"], done["slide_path"], str(done["png"])
-    )  # fmt: skip
-    return row
-
-
-def run_heatmaps(job: HeatmapJob) -> int:
-    """``pathattn heatmap``: render every slide of a predict run and print the summary; return the exit code.
-
-    Raises:
-        PathattnError: bad options, missing folders, or slide ids not in the run.
-    """
-    job.style.check()
-    if job.tiles is not None and not Path(job.tiles).is_dir():
-        raise PathattnError(f"--tiles folder not found: {job.tiles}; pass the output folder of 'pathattn tile'")
-    if job.samples is not None and not Path(job.samples).is_file():
-        raise PathattnError(f"--samples sheet not found: {job.samples}; pass a CSV/TSV with a slide_path column")
-    found = {f.stem: f for f in run_files(job.predictions, "attention", "--predictions", "predict")}
-    files = list(select_ids(found, job.slide_ids, f"--predictions {job.predictions}").values())
-    work = functools.partial(
-        _heatmap_one,
-        job=job,
-        slides=slide_paths(job.samples),
-        captions=read_captions(job.predictions / "predictions.csv"),
-    )
-    with Batch("heatmap", job.out, HeatmapRow, total=len(files)) as batch:
-        batch.run(files, work, lambda f: f.stem)
-    return batch.outcome([f.stem for f in files]).report()

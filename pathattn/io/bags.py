@@ -118,6 +118,32 @@ def read_bag(path: str | os.PathLike[str]) -> Bag:
     return _read_h5(path)
 
 
+def read_checked_bag(
+    path: str | os.PathLike[str], expected_dim: int | None = None, expected_by: str = "the other slides"
+) -> Bag:
+    """A bag whose (N, D) features are float32, finite and of the expected size.
+
+    Args:
+        path: the feature file.
+        expected_dim: the feature size D the caller needs (None: any).
+        expected_by: who needs it, for the message (``the other slides``, ``the checkpoint``).
+
+    Raises:
+        PathattnError: the file cannot be read, holds NaN/Inf, or D differs from ``expected_dim``.
+    """
+    bag = read_bag(path)
+    bag.features = np.asarray(bag.features, np.float32)
+    if not np.isfinite(bag.features).all():
+        bad = int((~np.isfinite(bag.features)).any(axis=1).sum())
+        raise PathattnError(f"{path} has NaN or Inf features in {bad} patches; re-extract the slide")
+    if expected_dim is not None and bag.features.shape[1] != expected_dim:
+        raise PathattnError(
+            f"{path} has {bag.features.shape[1]}-d features but {expected_by} take {expected_dim}-d; "
+            "use features of one encoder (the one the model was trained on)"
+        )
+    return bag
+
+
 def bag_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(N, D) of a feature file, without reading the features of an HDF5 file."""
     path = Path(path)

@@ -41,6 +41,7 @@ class PatchScores:
         values: (N,), (N, K) scores of K heads, or (N, h, w) per-patch maps, float64; non-finite: masked patch.
         attrs: the tiling attributes of ``coords`` (``patch_size_level0``, ``slide_path``, ``mpp_level0``, ...).
         file_attrs: the file's attributes (``model``, ``checkpoint``, ...).
+        source: where the scores come from (the file), for messages.
     """
 
     slide_id: str
@@ -48,6 +49,7 @@ class PatchScores:
     values: np.ndarray
     attrs: dict[str, Any]
     file_attrs: dict[str, Any]
+    source: str = ""
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -122,7 +124,7 @@ def read_patch_scores(path: str | os.PathLike[str], dataset: str = ATTENTION) ->
             "the file is inconsistent, run 'pathattn predict' again"
         )
     slide_id = str(file_attrs.get("slide_id") or attrs.get("name") or path.stem)
-    return PatchScores(slide_id, coords, values, attrs, file_attrs)
+    return PatchScores(slide_id, coords, values, attrs, file_attrs, str(path))
 
 
 def write_patch_scores(

@@ -115,6 +115,20 @@ class TrainedModel:
             return logits[:, :1]
         return risk_from_hazards(logits)[:, None]
 
+    @torch.inference_mode()
+    def predict_bag(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The outputs and raw attention of one bag of raw features.
+
+        Args:
+            features: (N, D) raw instance features (standardised here), N >= 1.
+
+        Returns:
+            scores: (C,) class probabilities or (1,) risk (:meth:`scores`), and attention: (N, K) raw
+            attention logits of K heads, both float32 on the CPU.
+        """
+        output = self.network(self.normalize(features.to(self.device))[None], None)
+        return self.scores(output.logits)[0].float().cpu(), output.attention[0].float().cpu()
+
 
 def detect_format(state_dict: Mapping[str, torch.Tensor]) -> KnownFormat | None:
     """The format whose keys ``state_dict`` holds (module docstring), or None."""

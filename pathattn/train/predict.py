@@ -28,13 +28,12 @@ import torch
 
 from pathattn.devices import resolve_device
 from pathattn.errors import PathattnError
-from pathattn.io.bags import find_bags, read_bag
+from pathattn.io.bags import find_bags, read_checked_bag
 from pathattn.io.manifest import write_csv
 from pathattn.io.runs import run_checkpoints
 from pathattn.io.samples import select_ids
 from pathattn.io.scores import write_patch_scores
 from pathattn.models.trained import CheckpointFormat, TrainedModel, load_trained
-from pathattn.train.mil.data import load_features
 
 
 def _feature_files(features: Path, slide_ids: Sequence[str] | None) -> dict[str, Path]:
@@ -48,19 +47,17 @@ def _feature_files(features: Path, slide_ids: Sequence[str] | None) -> dict[str,
 
 def _predict_slide(model: TrainedModel, slide_id: str, path: Path, checkpoint: Path, out: Path) -> dict[str, object]:
     """Predict one bag, write its attention file, and return its row of ``predictions.csv``."""
-    bag = read_bag(path)
-    features = load_features(path, model.in_dim)
+    bag = read_checked_bag(path, model.in_dim, "the checkpoint's model")
+    features = bag.features
     row: dict[str, object] = {"slide_id": slide_id, "n_patches": len(features)}
     if len(features) == 0:
         return row | {"prediction": "", "checkpoint": str(checkpoint)}
-    output = model.network(model.normalize(torch.from_numpy(features)[None].to(model.device)), None)
-    scores = model.scores(output.logits)[0].cpu().numpy()
+    scores, attention = (t.numpy() for t in model.predict_bag(torch.from_numpy(features)))
     if model.task == "classification":
         row["prediction"] = model.class_names[int(np.argmax(scores))]
         row |= {f"prob_{name}": float(p) for name, p in zip(model.class_names, scores, strict=True)}
     else:
         row |= {"prediction": "", "risk": float(scores[0])}
-    attention = output.attention[0].float().cpu().numpy()
     attrs = {"model": model.name, "slide_id": slide_id, "checkpoint": str(checkpoint)}
     coords_attrs = bag.attrs.get("coords", {})
     write_patch_scores(out / "attention" / f"{slide_id}.h5", attention, bag.coords, coords_attrs, attrs)

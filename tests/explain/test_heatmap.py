@@ -7,7 +7,8 @@ import pytest
 
 from pathattn.cli import main as cli_main
 from pathattn.errors import PathattnError
-from pathattn.explain.heatmap import HeatmapStyle, heatmap_geojson, heatmap_slide, read_captions
+from pathattn.explain.heatmap import HeatmapStyle, heatmap_geojson, heatmap_slide
+from pathattn.explain.heatmap_run import read_captions
 from pathattn.io.coords import read_coords
 from pathattn.io.geojson import read_annotations
 from pathattn.io.samples import SlideEntry
@@ -199,3 +200,28 @@ def test_cli_bad_options(tmp_path, heatmap_cli, capsys, args, needle):
     assert heatmap_cli(*args, "--out", tmp_path / "out") == 2
     errors = _error_lines(capsys)
     assert len(errors) == 1 and needle in errors[0]
+
+
+def test_cli_heatmap_straight_from_a_hippo_checkpoint(tiled, tmp_path, heatmap_cli):
+    """No predict run: a HIPPO state dict on the slide's features, attention drawn and the prediction captioned."""
+    hippo = pytest.importorskip("hippo")
+    from pathattn.io.bags import write_features
+
+    _, job, _ = tiled
+    coords = read_coords(job.coords_path("s"))
+    features = np.random.default_rng(0).normal(size=(len(coords), 8)).astype(np.float32)
+    write_features(tmp_path / "feats" / "h5_files" / "s.h5", features, coords.coords, coords.attrs, {"encoder": "x"})
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = hippo.AttentionMILModel(in_features=8, L=16, D=8, num_classes=2, gated_attention=True).eval()
+    torch.save(model.state_dict(), tmp_path / "model_best.pt")
+    out = tmp_path / "out"
+    args = ("--checkpoint", tmp_path / "model_best.pt", "--features", tmp_path / "feats", "--out", out)
+    assert heatmap_cli(*args, "--tiles", job.out, "--top-k", 3) == 0
+    top = read_annotations(out / "s_top3.geojson")
+    with torch.no_grad():
+        attention = model(torch.from_numpy(features)).attention[:, 0].numpy()
+    expected = np.sort(attention)[::-1][:3]
+    np.testing.assert_allclose([t.properties["measurements"]["attention"] for t in top], expected, atol=1e-5)
+    assert (out / "s_heatmap.png").is_file()
+    assert heatmap_cli("--checkpoint", tmp_path / "model_best.pt", "--out", out) == 2  # no --features

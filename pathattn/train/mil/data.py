@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from pathattn.errors import PathattnError
-from pathattn.io.bags import bag_shape, find_bags, read_bag
+from pathattn.io.bags import bag_shape, find_bags, read_checked_bag
 from pathattn.io.samples import read_table
 from pathattn.train.config import Task
 
@@ -140,24 +140,6 @@ def match_features(
     return kept, {s.slide_id: found[s.slide_id] for s in kept}
 
 
-def load_features(path: Path, expected_dim: int | None = None) -> np.ndarray:
-    """The (N, D) float32 features of a bag, checked for NaN/Inf and for the feature size.
-
-    Raises:
-        PathattnError: non-finite values, or D differs from ``expected_dim``.
-    """
-    features = np.asarray(read_bag(path).features, np.float32)
-    if not np.isfinite(features).all():
-        bad = int((~np.isfinite(features)).any(axis=1).sum())
-        raise PathattnError(f"{path} has NaN or Inf features in {bad} patches; re-extract the slide")
-    if expected_dim is not None and features.shape[1] != expected_dim:
-        raise PathattnError(
-            f"{path} has {features.shape[1]}-d features but the other slides have {expected_dim}-d; "
-            "extract every slide with the same encoder"
-        )
-    return features
-
-
 class BagDataset(Dataset):
     """Bags of features with their targets.
 
@@ -194,7 +176,7 @@ class BagDataset(Dataset):
         """All (N, D) features of bag ``index`` (no subsampling), loaded once when caching."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
-        features = load_features(self.paths[self.samples[index].slide_id], self.embed_dim)
+        features = read_checked_bag(self.paths[self.samples[index].slide_id], self.embed_dim).features
         if self._cache is not None:
             self._cache[index] = features
         return features

@@ -5,13 +5,12 @@ import pytest
 import torch
 
 from pathattn.errors import PathattnError
-from pathattn.io.bags import write_clam_pt, write_features
+from pathattn.io.bags import read_checked_bag, write_clam_pt, write_features
 from pathattn.train.mil.data import (
     BagDataset,
     collate_bags,
     feature_dim,
     feature_stats,
-    load_features,
     match_features,
     read_samples,
 )
@@ -77,9 +76,9 @@ def test_feature_checks(tmp_path):
     folder = _bags(tmp_path, {"a": 3})
     write_features(folder / "h5_files" / "nan.h5", np.full((2, 4), np.nan, np.float32), np.zeros((2, 2)), {}, {})
     with pytest.raises(PathattnError, match="NaN or Inf features in 2 patches"):
-        load_features(folder / "h5_files" / "nan.h5")
-    with pytest.raises(PathattnError, match="4-d features but the other slides have 8-d"):
-        load_features(folder / "h5_files" / "a.h5", expected_dim=8)
+        read_checked_bag(folder / "h5_files" / "nan.h5")
+    with pytest.raises(PathattnError, match="4-d features but the other slides take 8-d"):
+        read_checked_bag(folder / "h5_files" / "a.h5", expected_dim=8)
     _bags(tmp_path / "other", {"z": 2}, dim=6)
     paths = {"a": folder / "h5_files" / "a.h5", "z": tmp_path / "other" / "feats" / "h5_files" / "z.h5"}
     with pytest.raises(PathattnError, match="feature sizes differ between slides: 4-d \\(a\\), 6-d \\(z\\)"):
@@ -94,12 +93,12 @@ def test_padded_batches_and_subsampling(tmp_path):
     batch = collate_bags([dataset[0], dataset[1], dataset[2]])
     assert batch["features"].shape == (3, 9, 4) and batch["mask"].sum(1).tolist() == [3, 5, 9]
     assert batch["features"][0, 3:].abs().sum() == 0 and batch["label"].tolist() == [1, 1, 0]
-    torch.testing.assert_close(batch["features"][2, :9], torch.from_numpy(load_features(paths["c"])))
+    torch.testing.assert_close(batch["features"][2, :9], torch.from_numpy(read_checked_bag(paths["c"]).features))
     capped = BagDataset(kept, paths, 4, max_instances=4)
     torch.manual_seed(0)
     drawn = capped[2]["features"]
     assert drawn.shape == (4, 4)
-    full = load_features(paths["c"])
+    full = read_checked_bag(paths["c"]).features
     assert all(any(np.allclose(row, f) for f in full) for row in drawn.numpy())  # a subset of the bag's rows
 
 
@@ -108,6 +107,6 @@ def test_feature_stats_pool_every_instance_of_every_bag(tmp_path):
     samples, _ = read_samples(_sheet(tmp_path), "classification")
     samples, paths = match_features(samples, feats)
     mean, std = feature_stats(BagDataset(samples, paths, 4))
-    pooled = np.concatenate([load_features(paths[s]) for s in ("a", "b", "c")])
+    pooled = np.concatenate([read_checked_bag(paths[s]).features for s in ("a", "b", "c")])
     np.testing.assert_allclose(mean, pooled.mean(0), rtol=1e-5)
     np.testing.assert_allclose(std, pooled.std(0), rtol=1e-5)
