@@ -13,15 +13,12 @@ HELP = "counterfactual explanations: greedy HIPPO searches, removal/insertion ef
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
     """Add the ``explain`` parser."""
+    from pathattn.cli.options import add_model_options
     from pathattn.explain.options import BACKENDS, METHODS, OBJECTIVES, OPTIMIZERS
-    from pathattn.models.checkpoint_formats import CHECKPOINT_FORMATS
 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options")
-    p.add_argument("--checkpoint", type=str | None, default=None,
-                   help="a .ckpt of 'pathattn train', or a HIPPO or CLAM-SB state dict, for every slide")  # fmt: skip
-    p.add_argument("--run", type=str | None, default=None,
-                   help="a 'pathattn train' run folder: each of its slides with its out-of-fold model")  # fmt: skip
+    add_model_options(p)
     p.add_argument("--features", type=str, required=True, help="folder of feature files ('pathattn extract' output)")
     p.add_argument("--out", type=str, required=True, help="output folder (slides/, figures/, summary.csv, ...)")
     p.add_argument("--samples", type=str | None, default=None,
@@ -58,9 +55,6 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
                    help="run the search with hippo-nn's semantics (float32 probability, its ties)")  # fmt: skip
     p.add_argument("--backend", type=str, default="auto", choices=list(BACKENDS),
                    help="cached: instance-separable models (ABMIL, CLAM-SB, ACMIL, mean pooling)")  # fmt: skip
-    p.add_argument("--device", type=str, default="cpu", help="cpu, cuda[:i] or auto (CUDA when available)")
-    p.add_argument("--checkpoint-format", type=str, default="auto", choices=list(CHECKPOINT_FORMATS),
-                   help="auto (detected), pathattn, hippo (HIPPO AttentionMILModel state dict) or clam_sb")  # fmt: skip
     p.add_argument("--no-figures", action="store_true", help="skip the figures")
     p.add_argument("--overwrite", action="store_true", help="redo slides whose records exist")
     subcommands.add_subcommand("explain", p, help=HELP)

@@ -11,21 +11,16 @@ HELP = "render attention heatmaps (PNG) and export patch attention and top patch
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
     """Add the ``heatmap`` parser."""
-    from pathattn.models.checkpoint_formats import CHECKPOINT_FORMATS
+    from pathattn.cli.options import CHECKPOINT_HELP, add_model_options
     from pathattn.scoremaps.normalise import NORMALISATIONS
 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options")
+    add_model_options(p, "instead of --predictions: " + CHECKPOINT_HELP + ", run on --features", run=False)
     p.add_argument("--predictions", type=str | None, default=None,
                    help="output folder of 'pathattn predict' (attention/{slide_id}.h5, predictions.csv)")  # fmt: skip
-    p.add_argument("--checkpoint", type=str | None, default=None,
-                   help="instead of --predictions: a model ('pathattn train' .ckpt, HIPPO or CLAM-SB state dict) "
-                        "run on --features")  # fmt: skip
     p.add_argument("--features", type=str | None, default=None,
                    help="with --checkpoint: folder of feature files ('pathattn extract' output)")  # fmt: skip
-    p.add_argument("--checkpoint-format", type=str, default="auto", choices=list(CHECKPOINT_FORMATS),
-                   help="auto (detected), pathattn, hippo (HIPPO AttentionMILModel state dict) or clam_sb")  # fmt: skip
-    p.add_argument("--device", type=str, default="cpu", help="with --checkpoint: cpu, cuda[:i] or auto")
     p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
                    help="render only these slides (one job per slide in a workflow)")  # fmt: skip
     p.add_argument("--out", type=str, required=True, help="folder of the PNG and GeoJSON files and manifest.csv")

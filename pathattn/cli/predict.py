@@ -13,28 +13,21 @@ HELP = "predict slides with a trained checkpoint (or out of fold with a run) and
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
     """Add the ``predict`` parser."""
-    from pathattn.models.checkpoint_formats import CHECKPOINT_FORMATS
+    from pathattn.cli.options import add_model_options
 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options")
-    p.add_argument("--checkpoint", type=str | None, default=None,
-                   help="a .ckpt of 'pathattn train' (RUN/fold_k/checkpoints), or a HIPPO or CLAM-SB state dict, "
-                        "for every slide")  # fmt: skip
-    p.add_argument("--run", type=str | None, default=None,
-                   help="a 'pathattn train' run folder: each of its slides with its out-of-fold model")  # fmt: skip
+    add_model_options(p)
     p.add_argument("--features", type=str, required=True, help="folder of feature files ('pathattn extract' output)")
     p.add_argument("--out", type=str, required=True, help="folder: predictions.csv and attention/{slide_id}.h5")
     p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
                    help="slides to predict (default: every feature file, or every slide of --run)")  # fmt: skip
-    p.add_argument("--device", type=str, default="cpu", help="cpu, cuda[:i] or auto (CUDA when available)")
-    p.add_argument("--checkpoint-format", type=str, default="auto", choices=list(CHECKPOINT_FORMATS),
-                   help="auto (detected), pathattn, hippo (HIPPO AttentionMILModel state dict) or clam_sb")  # fmt: skip
     subcommands.add_subcommand("predict", p, help=HELP)
 
 
 def run(cfg: Namespace) -> int:
     """Predict and print where the results are."""
-    from pathattn.train.predict import run_predict
+    from pathattn.train.predict import predict
 
-    return run_predict(cfg.features, cfg.out, cfg.checkpoint, cfg.run, cfg.slide_ids, cfg.device,
-                       cfg.checkpoint_format)  # fmt: skip
+    predict(cfg.features, cfg.out, cfg.checkpoint, cfg.run, cfg.slide_ids, cfg.device, cfg.checkpoint_format)
+    return 0

@@ -22,6 +22,7 @@ from shapely.geometry import Polygon
 from pathattn.io.atomic import atomic_path
 from pathattn.io.geojson import Annotation, write_annotations
 from pathattn.synth import tissue as T
+from pathattn.synth.texture import jittered_grid, smooth_noise
 
 Layout = Literal["pyramid", "single-level", "aperio"]
 Distractor = Literal["pen", "fold", "debris"]
@@ -91,7 +92,7 @@ def tissue_field(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray
         for j in range(2, 7):
             edge += 0.35 * rng.normal(0, 1) / j * np.cos(j * theta + rng.uniform(0, 2 * np.pi))
         best = np.maximum(best, 1 - np.hypot(u, v) / np.clip(edge, 0.5, None))
-    best += 0.12 * T.smooth_noise(rng, shape, max(gw, gh) / 6, 3)
+    best += 0.12 * smooth_noise(rng, shape, max(gw, gh) / 6, 3)
     margin = np.minimum.reduce([xx, yy, gw - 1 - xx, gh - 1 - yy]) / (0.04 * max(gw, gh))
     best -= np.clip(1 - margin, 0, 1) * 2
     return (best - np.quantile(best, 1 - rng.uniform(0.32, 0.55))).astype(np.float32)
@@ -148,7 +149,7 @@ def _plan_glands(rng: np.random.Generator, tissue: T.Tissue, dist_um: np.ndarray
         lumen, thickness = rng.uniform(3, 8) / mpp, rng.uniform(10, 13) / mpp
         reach = radius - lumen - thickness
         box = (center[0] - reach, center[1] - reach, center[0] + reach, center[1] + reach)
-        acini = T.jittered_grid(rng, box, 2 * (lumen + thickness) + rng.uniform(6, 14) / mpp, 0.12)
+        acini = jittered_grid(rng, box, 2 * (lumen + thickness) + rng.uniform(6, 14) / mpp, 0.12)
         dx, dy = acini[:, 0] - center[0], acini[:, 1] - center[1]
         phi, wobble = np.arctan2(dy, dx), rng.uniform(0, 2 * np.pi, 2)
         limit = reach * (1 + 0.2 * np.cos(2 * phi + wobble[0]) + 0.12 * np.cos(3 * phi + wobble[1])) / 1.32

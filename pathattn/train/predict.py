@@ -2,10 +2,10 @@
 
 Two ways to choose the network of a slide:
 
-* one checkpoint for every slide (:func:`predict`), e.g. a model trained on another cohort, or a HIPPO or
+* one checkpoint for every slide (``checkpoint``), e.g. a model trained on another cohort, or a HIPPO or
   CLAM-SB model (any format of :func:`pathattn.models.trained.load_trained`; their classes are named
   ``0 .. C-1``);
-* the cross-validation run itself (:func:`predict_out_of_fold`): each slide is predicted by the checkpoint
+* the cross-validation run itself (``run``): each slide is predicted by the checkpoint
   of the fold whose test set held it (the ``checkpoint`` column of ``RUN/predictions.csv``), so its
   prediction and attention come from a model that never saw it.
 
@@ -86,69 +86,42 @@ def _predict_all(
     return rows
 
 
-def predict(
-    checkpoint: str | Path,
+def slide_checkpoints(
     features: str | Path,
-    out: str | Path,
+    checkpoint: str | Path | None = None,
+    run: str | Path | None = None,
     slide_ids: Sequence[str] | None = None,
-    device: str = "cpu",
-    checkpoint_format: CheckpointFormat = "auto",
-) -> list[dict[str, object]]:
-    """Run one trained model on feature files.
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The checkpoint and the feature file of every slide to predict.
 
     Args:
-        checkpoint: a ``.ckpt`` of ``pathattn train`` (``RUN/fold_k/checkpoints/best.ckpt``), or a HIPPO or
-            CLAM-SB state dict.
         features: folder of feature files (pathattn, CLAM or TRIDENT).
-        out: output folder (module docstring).
-        slide_ids: the slides to predict (default: every feature file).
-        device: where the model runs.
-        checkpoint_format: ``auto`` (detected), ``pathattn``, ``hippo`` or ``clam_sb``
-            (:func:`pathattn.models.trained.load_trained`).
+        checkpoint: one model for every slide: a ``.ckpt`` of ``pathattn train``, or a HIPPO or CLAM-SB state
+            dict; or
+        run: a ``pathattn train`` run folder: each of its slides with the checkpoint of the fold that tested it.
+        slide_ids: the slides (default: every feature file, or every slide of the run).
 
     Returns:
-        The rows of ``predictions.csv``.
+        Slide id → checkpoint, and slide id → feature file.
 
     Raises:
-        PathattnError: unreadable checkpoint, missing features, or features of another size than the model's.
+        PathattnError: both or neither of ``checkpoint`` and ``run``, a missing checkpoint or run, a slide not
+            in the run, or slides without features.
     """
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
+    if (checkpoint is None) == (run is None):
+        raise PathattnError(
+            "give either --checkpoint (one model for every slide) or --run (out of fold), not both or neither"
+        )
+    if run is not None:
+        checkpoints = select_ids(run_checkpoints(run), slide_ids, f"--run {run} (the slides it was trained on)")
+        return checkpoints, _feature_files(Path(features), list(checkpoints))
+    if not Path(checkpoint).is_file():
         raise PathattnError(f"--checkpoint not found: {checkpoint}")
     files = _feature_files(Path(features), slide_ids)
-    return _predict_all(dict.fromkeys(files, checkpoint), files, Path(out), device, checkpoint_format)
+    return dict.fromkeys(files, Path(checkpoint)), files
 
 
-def predict_out_of_fold(
-    run: str | Path,
-    features: str | Path,
-    out: str | Path,
-    slide_ids: Sequence[str] | None = None,
-    device: str = "cpu",
-    checkpoint_format: CheckpointFormat = "auto",
-) -> list[dict[str, object]]:
-    """Predict each slide of a cross-validation run with the checkpoint of the fold that tested it.
-
-    Args:
-        run: the run folder of ``pathattn train`` (its ``predictions.csv`` and ``fold_k/checkpoints``).
-        features: folder of feature files.
-        out: output folder (module docstring).
-        slide_ids: the slides to predict (default: every slide of the run); each must be in the run.
-        device: where the model runs.
-        checkpoint_format: the format of the run's checkpoints (``auto``: detected).
-
-    Returns:
-        The rows of ``predictions.csv``.
-
-    Raises:
-        PathattnError: no finished run, a slide not in the run, or a slide of the run without features.
-    """
-    checkpoints = select_ids(run_checkpoints(run), slide_ids, f"--run {run} (the slides it was trained on)")
-    files = _feature_files(Path(features), list(checkpoints))
-    return _predict_all(checkpoints, files, Path(out), device, checkpoint_format)
-
-
-def run_predict(
+def predict(
     features: str | Path,
     out: str | Path,
     checkpoint: str | Path | None = None,
@@ -156,24 +129,28 @@ def run_predict(
     slide_ids: Sequence[str] | None = None,
     device: str = "cpu",
     checkpoint_format: CheckpointFormat = "auto",
-) -> int:
-    """``pathattn predict``: :func:`predict` with ``checkpoint`` or :func:`predict_out_of_fold` with ``run``.
+) -> list[dict[str, object]]:
+    """Predict slides with one checkpoint, or each slide of a run out of fold (module docstring).
+
+    Args:
+        features: folder of feature files.
+        out: output folder (module docstring).
+        checkpoint: one model for every slide; or
+        run: a cross-validation run (:func:`slide_checkpoints`).
+        slide_ids: the slides to predict (default: all).
+        device: where the model runs: ``auto``, ``cpu``, ``cuda[:i]``.
+        checkpoint_format: ``auto`` (detected), ``pathattn``, ``hippo`` or ``clam_sb``
+            (:func:`pathattn.models.trained.load_trained`).
 
     Returns:
-        The exit code (0; problems raise).
+        The rows of ``predictions.csv`` (also summarised in one line on stderr).
 
     Raises:
-        PathattnError: both or neither of ``checkpoint`` and ``run``, or the errors of the two functions.
+        PathattnError: the errors of :func:`slide_checkpoints`, an unknown device, an unreadable checkpoint, or
+            features of another size than the model's.
     """
-    if (checkpoint is None) == (run is None):
-        raise PathattnError(
-            "give either --checkpoint (one model for every slide) or --run (out of fold), not both or neither"
-        )
-    where = str(resolve_device(device))
-    if run is not None:
-        rows = predict_out_of_fold(run, features, out, slide_ids, where, checkpoint_format)
-    else:
-        rows = predict(checkpoint, features, out, slide_ids, where, checkpoint_format)
+    checkpoints, files = slide_checkpoints(features, checkpoint, run, slide_ids)
+    rows = _predict_all(checkpoints, files, Path(out), str(resolve_device(device)), checkpoint_format)
     print(f"predict: {len(rows)} slides; predictions: {out}/predictions.csv, attention: {out}/attention/",
           file=sys.stderr)  # fmt: skip
-    return 0
+    return rows

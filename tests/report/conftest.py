@@ -98,7 +98,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     samples = write_cohort(root, tiled=TILED)
     cross_validate(samples, root / "features", root / "train")
     checkpoint = root / "train" / "fold_0" / "checkpoints" / "last.ckpt"
-    predict(checkpoint, root / "features", root / "predict", slide_ids=list(TILED))
+    predict(root / "features", root / "predict", checkpoint, slide_ids=list(TILED))
     assert main(["heatmap", "--predictions", str(root / "predict"), "--tiles", str(root / "tiles"),
                  "--out", str(root / "heatmaps")]) == 0  # fmt: skip
     annotations = tmp_path_factory.mktemp("annotations")
