@@ -166,6 +166,8 @@ class Batch(Generic[Row]):
         return self.out / "manifest.csv"
 
     def __enter__(self) -> Batch[Row]:
+        if self.out.exists() and not self.out.is_dir():
+            raise PathattnError(f"--out {self.out} is a file, not a folder; pass a folder (it is created if missing)")
         for folder in (self.out, *self.folders):
             Path(folder).mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(folder)

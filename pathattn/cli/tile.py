@@ -25,7 +25,7 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's private subc
     p.add_argument("--overlap", type=int, default=0, help="overlap of neighbouring patches, pixels at --mpp")
     p.add_argument("--min-tissue", type=float, default=0.25, help="minimum tissue fraction to keep a patch")
     p.add_argument("--slide-mpp", type=float | None, default=None,
-                   help="level-0 µm/px for slides whose metadata has none (metadata wins when present)")  # fmt: skip
+                   help="level-0 µm/px of every slide, overriding its metadata (a sheet's mpp wins)")  # fmt: skip
     p.add_argument("--tissue-geojson", type=str | None, default=None,
                    help="folder of {slide_id}.geojson tissue masks that replace automatic detection")  # fmt: skip
     p.add_argument("--annotations", type=str | None, default=None,

@@ -2,13 +2,15 @@
 
 A sample sheet has one row per slide with at least ``slide_path`` (or ``path``); ``slide_id`` defaults
 to the file name without suffix, and an optional ``mpp`` column gives the level-0 µm/px of slides whose
-metadata lacks it. Relative paths are relative to the sheet's folder. Other columns (patient_id, label,
-time, event, ...) are kept for later stages.
+metadata lacks it or is wrong (it overrides the metadata). Relative paths are relative to the sheet's folder
+and stored absolute. Ids follow the id rule of :mod:`pathattn.io.ids`. Other columns (patient_id, label, time,
+event, ...) are kept for later stages.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pathattn.errors import PathattnError
+from pathattn.io.ids import check_id
 from pathattn.io.slide import find_slides, slide_id_of
 
 T = TypeVar("T")
@@ -52,9 +55,9 @@ def entries_from_paths(paths: Iterable[str | os.PathLike[str]]) -> list[SlideEnt
             found = find_slides(path)
             if not found:
                 raise PathattnError(f"--slides folder {path} holds no slide files (.svs, .tif, .ndpi, .mrxs, ...)")
-            entries.extend(SlideEntry(slide_id_of(p), p) for p in found)
+            entries.extend(SlideEntry(check_id(slide_id_of(p), "slide", "--slides"), p.absolute()) for p in found)
         else:
-            entries.append(SlideEntry(slide_id_of(path), path))
+            entries.append(SlideEntry(check_id(slide_id_of(path), "slide", "--slides"), path.absolute()))
     return check_unique(entries)
 
 
@@ -87,11 +90,29 @@ def read_table(path: str | os.PathLike[str], required: Iterable[str] = ()) -> li
     return rows
 
 
-def read_sample_sheet(path: str | os.PathLike[str]) -> list[SlideEntry]:
-    """Slides listed in a CSV or TSV sample sheet.
+def _mpp(text: str, where: str) -> float | None:
+    """A sample-sheet ``mpp`` cell as a positive µm/px (None when blank).
 
     Raises:
-        PathattnError: the sheet is missing, lacks a ``slide_path`` column, or has a bad ``mpp`` value.
+        PathattnError: not a number, or not positive and finite.
+    """
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise PathattnError(f"{where}: mpp '{text}' is not a number; give the level-0 µm/px, e.g. 0.25") from None
+    if not (math.isfinite(value) and value > 0):
+        raise PathattnError(f"{where}: mpp {text} must be a positive level-0 resolution in µm/px, e.g. 0.25")
+    return value
+
+
+def read_sample_sheet(path: str | os.PathLike[str]) -> list[SlideEntry]:
+    """Slides listed in a CSV or TSV sample sheet, their paths made absolute (relative ones: to the sheet's folder).
+
+    Raises:
+        PathattnError: the sheet is missing, lacks a ``slide_path`` column, or has a blank slide path, a bad
+            ``mpp`` value or an id outside the id rule (:mod:`pathattn.io.ids`).
     """
     path = Path(path)
     rows = read_table(path)
@@ -101,16 +122,13 @@ def read_sample_sheet(path: str | os.PathLike[str]) -> list[SlideEntry]:
         raise PathattnError(f"--samples {path} needs a 'slide_path' column (the slide file of each row)")
     entries = []
     for line, row in enumerate(rows, start=2):
-        slide_path = Path(row[path_column])
-        slide_path = slide_path if slide_path.is_absolute() else path.parent / slide_path
-        mpp = row.get("mpp", "")
-        try:
-            mpp_value = float(mpp) if mpp else None
-        except ValueError:
-            raise PathattnError(f"--samples {path} line {line}: mpp '{mpp}' is not a number") from None
-        slide_id = row.get("slide_id") or slide_id_of(slide_path)
+        where = f"--samples {path} line {line}"
+        if not row[path_column]:
+            raise PathattnError(f"{where}: the {path_column} cell is empty; give the slide file of every row")
+        slide_path = (path.parent / row[path_column]).absolute()
+        slide_id = check_id(row.get("slide_id") or slide_id_of(slide_path), "slide", where)
         extra = {k: v for k, v in row.items() if k not in ("slide_id", path_column, "mpp")}
-        entries.append(SlideEntry(slide_id, slide_path, mpp_value, extra))
+        entries.append(SlideEntry(slide_id, slide_path, _mpp(row.get("mpp", ""), where), extra))
     return check_unique(entries)
 
 

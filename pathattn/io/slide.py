@@ -5,12 +5,15 @@ Philips TIFF, Ventana BIF, Zeiss CZI, DICOM, generic tiled TIFF, ...).
 
 Level-0 resolution (µm/px) is resolved in one documented order, and the source used is recorded:
 
-1. ``openslide``: OpenSlide's ``openslide.mpp-x``/``openslide.mpp-y`` (vendor metadata);
-2. ``tiff-resolution``: the TIFF ``XResolution``/``YResolution`` tags with a centimetre or inch unit;
-3. ``objective-power``: ``openslide.objective-power``, as 10 µm/px divided by the magnification;
-4. ``user``: the value the user passed (``--slide-mpp`` or an ``mpp`` column of the sample sheet);
+1. ``user``: the value the user passed (``--slide-mpp``, or the sample sheet's ``mpp`` column), which
+   overrides the metadata when given;
+2. ``openslide``: OpenSlide's ``openslide.mpp-x``/``openslide.mpp-y`` (vendor metadata);
+3. ``tiff-resolution``: the TIFF ``XResolution``/``YResolution`` tags with a centimetre or inch unit;
+4. ``objective-power``: ``openslide.objective-power``, as 10 µm/px divided by the magnification;
 
-otherwise :class:`~pathattn.errors.SlideError` tells the user to pass ``--slide-mpp``.
+otherwise :class:`~pathattn.errors.SlideError` tells the user to pass ``--slide-mpp``. A resolution outside
+the plausible range :data:`MPP_RANGE` (0.05-50 µm/px; e.g. a default 72-dpi TIFF tag read as 353 µm/px) is
+refused with the same fix, never tiled.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ SLIDE_SUFFIXES = (
     ".svslide", ".bif", ".czi", ".dcm",
 )  # fmt: skip
 _UM_PER_UNIT = {"centimeter": 1e4, "inch": 25400.0}
+MPP_RANGE = (0.05, 50.0)  # plausible level-0 µm/px: from 200x optics to a 0.2x overview
 _STRIP_PIXELS = 1 << 24  # pixels per strip when reading a whole level (bounds memory on huge levels)
 
 
@@ -70,11 +74,13 @@ def resolve_mpp(properties: Mapping[str, str], user_mpp: float | None = None) ->
 
     Args:
         properties: OpenSlide properties of the slide.
-        user_mpp: the user's value, used only when the slide's metadata has none.
+        user_mpp: the user's value, which overrides the metadata.
 
     Returns:
         The resolution and its source, or None when nothing gives it.
     """
+    if user_mpp is not None:
+        return Mpp(user_mpp, user_mpp, "user")
     mpp_x, mpp_y = _positive(properties.get("openslide.mpp-x")), _positive(properties.get("openslide.mpp-y"))
     if mpp_x or mpp_y:
         return Mpp(mpp_x or mpp_y, mpp_y or mpp_x, "openslide")  # type: ignore[arg-type]
@@ -86,8 +92,6 @@ def resolve_mpp(properties: Mapping[str, str], user_mpp: float | None = None) ->
     power = _positive(properties.get("openslide.objective-power"))
     if power:
         return Mpp(10.0 / power, 10.0 / power, "objective-power")
-    if user_mpp is not None:
-        return Mpp(user_mpp, user_mpp, "user")
     return None
 
 
@@ -105,6 +109,8 @@ def _check_readable(path: Path) -> None:
         raise SlideError(f"slide not found: {path}; check the path (or the slide_path column of the sample sheet)")
     if path.is_dir():
         raise SlideError(f"{path} is a folder, not a slide; pass slide files or a folder with --slides")
+    if not os.access(path, os.R_OK):
+        raise SlideError(f"cannot read {path}: permission denied; give your user read access to the slide")
     if openslide.OpenSlide.detect_format(str(path)) is None:
         raise SlideError(
             f"{path} is not a slide OpenSlide can read (SVS, NDPI, MRXS, SCN, BIF, CZI, DICOM, tiled TIFF, ...); "
@@ -117,10 +123,11 @@ class Slide:
 
     Args:
         path: the slide file.
-        user_mpp: level-0 µm/px to use when the slide's metadata has none.
+        user_mpp: level-0 µm/px that overrides the slide's metadata (None: the metadata's).
 
     Raises:
-        SlideError: the file is missing, is not a slide, is corrupt, or has no resolution.
+        SlideError: the file is missing or unreadable, is not a slide, is corrupt, or has no plausible
+            resolution.
 
     Example:
         >>> with Slide("slide.svs") as slide:
@@ -136,12 +143,15 @@ class Slide:
         except openslide.OpenSlideError as err:
             raise SlideError(f"{self.path} is corrupt or truncated ({err}); re-export or re-copy the slide") from None
         mpp = resolve_mpp(self._osr.properties, user_mpp)
-        if mpp is None:
+        if mpp is None or not MPP_RANGE[0] <= mpp.mean <= MPP_RANGE[1]:
             self.close()
+            found = "has no resolution metadata" if mpp is None else (
+                f"has a level-0 resolution of {mpp.mean:.4g} µm/px ({mpp.source}), outside the plausible "
+                f"{MPP_RANGE[0]:g}-{MPP_RANGE[1]:g} µm/px"
+            )  # fmt: skip
             raise SlideError(
-                f"{self.path} has no resolution metadata; pass --slide-mpp (its level-0 µm/px, "
-                "e.g. 0.25 for a 40x scan) "
-                "or add an mpp column to the sample sheet"
+                f"{self.path} {found}; pass --slide-mpp (its level-0 µm/px, e.g. 0.25 for a 40x scan) or give "
+                "it in the sample sheet's mpp column"
             )
         self.mpp = mpp
         self.slide_id = slide_id_of(self.path)

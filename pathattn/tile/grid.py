@@ -15,9 +15,12 @@ import shapely
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
 
+from pathattn.errors import PathattnError
 from pathattn.io.geojson import as_polygons
 from pathattn.io.slide import Slide
 from pathattn.tile.params import GridParams
+
+MAX_GRID_PATCHES = 2_000_000  # candidate patches of one slide: far above real slides, far below a wrong resolution
 
 
 @dataclass(frozen=True)
@@ -44,10 +47,30 @@ class GridSpec:
 
 
 def plan_grid(slide: Slide, params: GridParams) -> GridSpec:
-    """The read plan for ``slide`` at the target resolution of ``params``."""
+    """The read plan for ``slide`` at the target resolution of ``params``.
+
+    Raises:
+        PathattnError: a patch is larger than the slide, or the grid would hold more than
+            :data:`MAX_GRID_PATCHES` candidate patches (checked before anything is allocated).
+    """
     scale = params.mpp / slide.mpp.mean
     patch_size_level0 = max(1, round(params.patch_size * scale))
     stride_level0 = max(1, round((params.patch_size - params.overlap) * scale))
+    width, height = slide.dimensions
+    if patch_size_level0 > min(width, height):
+        raise PathattnError(
+            f"{slide.path}: a patch of {params.patch_size} px at {params.mpp:g} µm/px spans {patch_size_level0} "
+            f"level-0 px, more than the slide's {width} x {height} px; lower --patch-size or --mpp"
+        )
+    n_candidates = ((width - patch_size_level0) // stride_level0 + 1) * (
+        (height - patch_size_level0) // stride_level0 + 1
+    )
+    if n_candidates > MAX_GRID_PATCHES:
+        raise PathattnError(
+            f"{slide.path}: the grid would hold {n_candidates:,} patches (more than {MAX_GRID_PATCHES:,}); check the "
+            f"slide's resolution ({slide.mpp.mean:.4g} µm/px from {slide.mpp.source}; --slide-mpp overrides it), or "
+            "raise --mpp or --patch-size, or lower --overlap"
+        )
     level = slide.best_level_for_mpp(params.mpp)
     read_size = max(1, round(patch_size_level0 / slide.level_downsamples[level]))
     return GridSpec(params.patch_size, level, read_size, patch_size_level0, stride_level0, params.mpp, slide.mpp.mean)

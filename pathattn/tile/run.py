@@ -25,6 +25,7 @@ from pathattn import __version__
 from pathattn.batch import Batch, BatchRow, guarded, print_error
 from pathattn.io.coords import PatchCoords, is_complete, read_coords, write_coords
 from pathattn.io.geojson import Annotation, read_annotations, union_by_class, write_annotations
+from pathattn.io.ids import check_id, output_path
 from pathattn.io.samples import SlideEntry
 from pathattn.io.slide import Slide, resize_to_mpp
 from pathattn.scoremaps.images import thumbnail_mpp, write_png
@@ -68,13 +69,13 @@ class TileJob:
     overwrite: bool = False
 
     def coords_path(self, slide_id: str) -> Path:
-        return self.out / "coords" / f"{slide_id}.h5"
+        return output_path(self.out, "coords", f"{check_id(slide_id)}.h5")
 
     def tissue_path(self, slide_id: str) -> Path:
-        return self.out / "tissue" / f"{slide_id}.geojson"
+        return output_path(self.out, "tissue", f"{check_id(slide_id)}.geojson")
 
     def qc_path(self, slide_id: str) -> Path:
-        return self.out / "qc" / f"{slide_id}.png"
+        return output_path(self.out, "qc", f"{check_id(slide_id)}.png")
 
     @property
     def manifest_path(self) -> Path:

@@ -1,4 +1,4 @@
-"""Level-0 resolution: the documented order of sources."""
+"""Level-0 resolution: the documented order of sources (the user's value first: it overrides the metadata)."""
 
 import pytest
 
@@ -9,6 +9,8 @@ from pathattn.io.slide import Mpp, resolve_mpp
     ("properties", "user", "expected"),
     [
         ({"openslide.mpp-x": "0.2527", "openslide.mpp-y": "0.2529", "openslide.objective-power": "20"}, 9.0,
+         Mpp(9.0, 9.0, "user")),
+        ({"openslide.mpp-x": "0.2527", "openslide.mpp-y": "0.2529", "openslide.objective-power": "20"}, None,
          Mpp(0.2527, 0.2529, "openslide")),
         ({"tiff.ResolutionUnit": "centimeter", "tiff.XResolution": "40000", "tiff.YResolution": "20000"}, None,
          Mpp(0.25, 0.5, "tiff-resolution")),
