@@ -109,3 +109,14 @@ def test_slide_paths_are_stored_absolute(make_slide, tmp_path, monkeypatch):
     assert tile("--slides", slide.name, "--out", tmp_path / "out") == 0
     recorded = read_coords(tmp_path / "out" / "coords" / "s.h5").attrs["slide_path"]
     assert os.path.isabs(recorded) and os.path.samefile(recorded, slide)
+
+
+def test_an_unreadable_slide_is_a_permission_problem_not_a_format_problem(make_slide, tmp_path, capsys,
+                                                                         monkeypatch):  # fmt: skip
+    slide = make_slide("s", tissue_image(), mpp=0.5)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(slide) else real_access(path, mode))
+    assert tile("--slides", slide, "--out", tmp_path / "out") == 1
+    errors = error_lines(capsys)
+    assert len(errors) == 1 and f"cannot read {slide}: permission denied" in errors[0]
+    assert "not a slide" not in errors[0]
