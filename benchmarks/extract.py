@@ -22,12 +22,35 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from pathattn.extract.encoders import create_encoder
 from pathattn.extract.run import Embedder, ExtractJob, extract_batch, find_coords
 from pathattn.io.samples import read_sample_sheet
 from pathattn.synth.cohort import generate_cohort
 from pathattn.tile.run import TileJob, tile_batch
+
+
+class BatchClock:
+    """When the encoder finished each batch of the pipeline (a forward hook), for the steady-state rate.
+
+    Args:
+        model: the encoder's module (the one the pipeline calls).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.seen: list[tuple[float, int]] = []  # (time, rows embedded so far) after each batch
+        self._hook = model.register_forward_hook(self._record)
+
+    def _record(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        done = (self.seen[-1][1] if self.seen else 0) + len(inputs[0])
+        self.seen.append((time.perf_counter(), done))
+
+    def steady(self) -> float:
+        """Rows/s after the first batch (the workers are up), then stop recording."""
+        self._hook.remove()
+        (first, n0), (last, n1) = self.seen[0], self.seen[-1]
+        return (n1 - n0) / (last - first) if last > first else float("nan")
 
 
 def model_only(embed: Embedder, batch_size: int, input_size: tuple[int, int], patches: int) -> float:
@@ -61,13 +84,13 @@ def main() -> None:
         encoder = create_encoder(args.encoder)
         job = ExtractJob(Path(tmp) / "feats", args.batch_size, args.workers, args.device, args.precision)
         embed = Embedder(encoder, job)
-        seen: list[tuple[float, int]] = []  # (time, patches done) after each batch
+        clock = BatchClock(encoder.model)
         start = time.perf_counter()
-        results = extract_batch(files, encoder, job, on_patches=lambda n: seen.append((time.perf_counter(), n)))
+        results = extract_batch(files, encoder, job)
         end = time.perf_counter()
         patches = sum(r.n_patches for r in results)
         pipeline = patches / (end - start)
-        steady = (patches - seen[0][1]) / (seen[-1][0] - seen[0][0])  # after the first batch: workers are up
+        steady = clock.steady()  # after the first batch: workers are up
         model = model_only(embed, args.batch_size, encoder.input_size, patches)
     device = embed.device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()

@@ -17,6 +17,7 @@ complete and current. Outputs are written atomically by the stage (:mod:`pathatt
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,6 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import remove_stale_temporaries
 from pathattn.io.manifest import write_manifest
+from pathattn.processes import die_with_parent
 
 Status = Literal["done", "skipped", "empty", "failed"]
 STATUSES: tuple[Status, ...] = ("done", "skipped", "empty", "failed")
@@ -222,14 +224,17 @@ class Batch(Generic[Row]):
                 ``workers > 1`` it runs in spawned processes, so it must be picklable (a module-level
                 function, or a ``functools.partial`` of one).
             item_id: the id of an item (for the row of a failure).
-            workers: items processed in parallel (separate processes).
+            workers: items processed in parallel (separate processes, which die with this one).
         """
         items = list(items)
         if workers <= 1 or len(items) <= 1:
             for item in items:
                 self.record(guarded(work, item, item_id(item), self.row_type))
             return
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=die_with_parent, initargs=(os.getpid(),)
+        )
+        with pool:
             futures = [pool.submit(guarded, work, item, item_id(item), self.row_type) for item in items]
             for future in as_completed(futures):
                 self.record(future.result())

@@ -67,7 +67,7 @@ def trained_synthetic_run(synthetic_cohort: EmbeddedCohort, tmp_path_factory: py
     out = tmp_path_factory.mktemp("trained_synthetic_run") / "run"
     configs = [arg for name in SMALL_COHORT_CONFIGS for arg in ("--config", str(repo / name))]
     data = ["--samples", str(synthetic_cohort.samples), "--features", str(synthetic_cohort.features)]
-    assert main(["train", *configs, *data, "--out", str(out), "--accelerator", "cpu", "--n_boot", "200"]) == 0
+    assert main(["train", *configs, *data, "--out", str(out), "--accelerator", "cpu", "--n-boot", "200"]) == 0
     return out
 
 

@@ -5,6 +5,9 @@ Two inputs:
 * whole slides, ``--scores`` (``pathattn predict`` attention, ``pathattn explain`` effects, or per-patch HDF5)
   with ``--annotations`` (tumor GeoJSON) and ``--tiles`` (tissue): score rasters against tumor masks and
   lesion boxes, beside a uniform and a few-shot baseline;
+* volumes, ``--scores`` whose coordinates are voxels (``coord_space = voxel_ijk``) with ``--tiles`` (the
+  volume tiling, whose coordinates files carry the label fractions): per-slice or per-patch scores against
+  the lesion (:mod:`pathattn.evaluate.volumes`);
 * images, ``--maps`` (``{image_id}.npy`` score maps, e.g. CAMs) with ``--boxes`` and/or ``--masks``.
 
 Both choose on a held-out calibration split and score the test split once; outputs: ``metrics.json``,
@@ -22,6 +25,8 @@ from pathattn.errors import PathattnError
 
 HELP = "evaluate where a weakly supervised model looks (WSOL metrics, calibrated on a held-out split)"
 WSOL_HELP = "MaxBoxAcc, MaxBoxAccV2, PxAP, Dice/IoU, GT-known/Top-1 Loc of slide attention or image score maps"
+MIN_STEP = 1e-4  # the threshold grid holds 1 / step thresholds per map
+MAX_SMOOTH_PX = 50  # wider Gaussian smoothing is slow and blurs across the slide
 
 
 def _add_common(p: ArgumentParser) -> None:
@@ -38,11 +43,12 @@ def _add_common(p: ArgumentParser) -> None:
 
 def _add_slides(p: ArgumentParser) -> None:
     p.add_argument("--scores", type=str | None, default=None,
-                   help="slides: 'pathattn predict' or 'explain' output, or a folder of per-patch .h5")  # fmt: skip
+                   help="slides, volumes: 'pathattn predict' or 'explain' output, or a folder of per-patch "
+                        ".h5")  # fmt: skip
     p.add_argument("--annotations", type=str | None, default=None,
                    help="slides: folder of {slide_id}.geojson tumor annotations (an empty file: no tumor)")  # fmt: skip
     p.add_argument("--tiles", type=str | None, default=None,
-                   help="slides: 'pathattn tile' output; its tissue/{slide_id}.geojson is evaluated")  # fmt: skip
+                   help="'pathattn tile' output (slides: tissue/{id}.geojson; volumes: label fractions)")  # fmt: skip
     p.add_argument("--features", type=str | None, default=None,
                    help="slides: 'pathattn extract' output, for the few-shot baseline and explain records")  # fmt: skip
     p.add_argument("--dataset", type=str, default="attention",
@@ -58,6 +64,8 @@ def _add_slides(p: ArgumentParser) -> None:
                    help="slides: Gaussian sigmas (µm) of raster smoothing to choose from (0: none)")  # fmt: skip
     p.add_argument("--baselines", type=str | None, default=None, nargs="*",
                    help="slides: uniform and/or few_shot (default: uniform, and few_shot with --features)")  # fmt: skip
+    p.add_argument("--positive-fraction", type=float | None, default=None,
+                   help="volumes: a slice or patch is positive above this lesion fraction (default 0)")  # fmt: skip
 
 
 def _add_images(p: ArgumentParser) -> None:
@@ -94,19 +102,67 @@ def _tuple(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(values) if values is not None else None
 
 
-def _check(opts: Namespace) -> None:
+def _is_volume_run(opts: Namespace) -> bool:
+    """Whether ``--scores`` holds volumes: its coordinates say ``coord_space = voxel_ijk`` (docs/evaluate.md).
+
+    Unreadable scores are left to the slide path, which reports them as before.
+    """
+    if opts.scores is None or opts.maps is not None or not Path(opts.scores).is_dir():
+        return False
+    from pathattn.evaluate.volumes import VOXEL_IJK, coordinate_space
+
+    try:
+        return coordinate_space(Path(opts.scores), _path(opts.features)) == VOXEL_IJK
+    except PathattnError:
+        return False
+
+
+def _check_volumes(opts: Namespace) -> None:
+    """The options of a volume run (``--scores`` with voxel coordinates)."""
+    if opts.tiles is None or not Path(opts.tiles).is_dir():
+        raise PathattnError(f"--scores {opts.scores} holds volumes: pass --tiles, the volume tiling folder whose "
+                            f"coords/{{volume_id}}.h5 carry the label fractions (got {opts.tiles})")  # fmt: skip
+    if opts.annotations is not None:
+        raise PathattnError("--annotations is for slides; volumes take their lesion from the label fractions of "
+                            "--tiles, so drop --annotations")  # fmt: skip
+    if any(s != 0 for s in opts.smooth_um):
+        raise PathattnError("--smooth-um is for slide rasters; drop it for volumes")
+    positive = opts.positive_fraction if opts.positive_fraction is not None else 0.0
+    if not 0 <= positive < 1:
+        raise PathattnError(f"--positive-fraction must be in [0, 1) (0: a row is positive when it crosses a "
+                            f"lesion); got {positive}")  # fmt: skip
+
+
+def _check(opts: Namespace, volumes: bool = False) -> None:
     if (opts.scores is None) == (opts.maps is None):
         raise PathattnError("give --scores (whole slides) or --maps (images), not both or neither")
-    if opts.scores is not None and opts.annotations is None:
+    if volumes:
+        _check_volumes(opts)
+    elif opts.positive_fraction is not None:
+        raise PathattnError("--positive-fraction is for volumes (scores with voxel coordinates); drop it")
+    if opts.scores is not None and opts.annotations is None and not volumes:
         raise PathattnError("--scores needs --annotations (folder of {slide_id}.geojson tumor annotations)")
     if opts.annotations is not None and not Path(opts.annotations).is_dir():
         raise PathattnError(f"--annotations folder not found: {opts.annotations}")
-    if not 0 < opts.step < 1:
-        raise PathattnError(f"--step must be in (0, 1), e.g. 0.001; got {opts.step}")
-    if not opts.raster_mpp > 0 or any(s < 0 for s in opts.smooth_um):
-        raise PathattnError("--raster-mpp must be positive and --smooth-um values 0 or more")
-    if opts.n_calibration < 1:
-        raise PathattnError("--n-calibration must be at least 1")
+    if not MIN_STEP <= opts.step < 1:
+        raise PathattnError(f"--step must be in [{MIN_STEP:g}, 1) (at most {1 / MIN_STEP:,.0f} thresholds), e.g. "
+                            f"0.001; got {opts.step}")  # fmt: skip
+    if opts.n_calibration < 1 or opts.seed < 0:
+        raise PathattnError("--n-calibration must be at least 1 and --seed 0 or more")
+    if opts.scores is not None and not volumes:
+        _check_rasters(opts.raster_mpp, opts.smooth_um)
+
+
+def _check_rasters(raster_mpp: float, smooth_um: list[float]) -> None:
+    """The slide options that need no data (``--raster-mpp`` is checked against the slides later)."""
+    if not raster_mpp > 0:
+        raise PathattnError(f"--raster-mpp must be positive (µm per raster pixel, e.g. 16); got {raster_mpp}")
+    widest = MAX_SMOOTH_PX * raster_mpp
+    if any(not 0 <= s <= widest for s in smooth_um):
+        raise PathattnError(
+            f"--smooth-um values must be in [0, {widest:g}] (0: none; at most {MAX_SMOOTH_PX} raster pixels of "
+            f"--raster-mpp {raster_mpp:g}); got {' '.join(f'{s:g}' for s in smooth_um)}"
+        )
 
 
 def _slide_job(opts: Namespace) -> Any:
@@ -120,6 +176,20 @@ def _slide_job(opts: Namespace) -> Any:
         calibration_ids=_tuple(opts.calibration_ids), n_calibration=opts.n_calibration, seed=opts.seed,
         raster_mpp=opts.raster_mpp, normalisations=tuple(opts.normalise), smooth_um=tuple(opts.smooth_um),
         baselines=tuple(baselines), mode=opts.mode, step=opts.step,
+    )  # fmt: skip
+
+
+def _volume_job(opts: Namespace) -> Any:
+    from pathattn.evaluate.volume_run import VolumeWsolJob
+
+    features = _path(opts.features)
+    baselines = opts.baselines if opts.baselines is not None else ["uniform", *(["few_shot"] if features else [])]
+    positive = opts.positive_fraction if opts.positive_fraction is not None else 0.0
+    return VolumeWsolJob(
+        Path(opts.scores), Path(opts.tiles), Path(opts.out), features=features, dataset=opts.dataset, head=opts.head,
+        classes=_tuple(opts.annotation_classes), positive_fraction=positive,
+        calibration_ids=_tuple(opts.calibration_ids), n_calibration=opts.n_calibration, seed=opts.seed,
+        normalisations=tuple(opts.normalise), baselines=tuple(baselines), mode=opts.mode, step=opts.step,
     )  # fmt: skip
 
 
@@ -139,8 +209,13 @@ def run(cfg: Namespace) -> int:
     if cfg.kind != "wsol":
         raise PathattnError(f"unknown evaluation {cfg.kind!r}; use 'pathattn evaluate wsol'")
     opts = cfg.wsol
-    _check(opts)
-    if opts.scores is not None:
+    volumes = _is_volume_run(opts)
+    _check(opts, volumes)
+    if volumes:
+        from pathattn.evaluate.volume_run import run_volume_wsol
+
+        run_volume_wsol(_volume_job(opts))
+    elif opts.scores is not None:
         from pathattn.evaluate.run import run_slide_wsol
 
         run_slide_wsol(_slide_job(opts))

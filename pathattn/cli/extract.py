@@ -1,4 +1,5 @@
-"""``pathattn extract``: patch features from a timm encoder, read straight from the tiled slides."""
+"""``pathattn extract``: patch features from a timm encoder, read straight from the tiled slides; slice features
+(2-D encoders) or 3-D patch features (MONAI 3-D ResNets) read straight from the tiled volumes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from pathattn.errors import PathattnError
 
-HELP = "embed every tiled patch with an encoder (timm name, preset or hf-hub:), one feature file per slide"
+HELP = (
+    "embed every tiled patch, volume slice or 3-D patch with an encoder (timm name, preset or hf-hub:), one "
+    "feature file per slide or volume"
+)
 
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
@@ -17,14 +21,16 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
     p.add_argument("--config", action=ActionConfigFile, help="YAML with any of these options (see configs/extract/)")
     p.add_argument("--coords", type=str, required=True, help="output folder of 'pathattn tile' (or its coords/)")
     p.add_argument("--slide-ids", type=str | None, default=None, nargs="+",
-                   help="extract only these slides of --coords (one job per slide in a workflow)")  # fmt: skip
+                   help="extract only these slides or volumes of --coords (one job per item)")  # fmt: skip
     p.add_argument("--out", type=str, required=True, help="run folder: h5_files/, pt_files/, manifest.csv")
     p.add_argument("--encoder", type=str, default="resnet50_trunc",
-                   help="a preset (docs/extract.md), a timm model name, or hf-hub:ORG/NAME")  # fmt: skip
+                   help="a preset (docs/extract.md; 3-D patches: resnet18_3d, ..., docs/volumes.md), a timm "
+                   "model name, or hf-hub:ORG/NAME")  # fmt: skip
     p.add_argument("--weights", type=str | None, default=None,
                    help="weights file (.pth/.pt/.bin/.safetensors); without it: random init")  # fmt: skip
     p.add_argument("--samples", type=str | None, default=None,
-                   help="sample sheet whose slide_path column overrides the slide paths of tiling")  # fmt: skip
+                   help="sample sheet whose slide_path (slides) or <modality>_path (volumes) columns override the "
+                   "paths of tiling")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64, help="patches per forward pass")
     p.add_argument("--workers", type=int | None, default=None,
                    help="patch-reading processes (0: main process; default: 1 on CPU, up to 8 with a GPU)")  # fmt: skip
@@ -54,7 +60,7 @@ def _job(cfg: Namespace):  # noqa: ANN202
 
 
 def run(cfg: Namespace) -> int:
-    """Extract features; exit 1 if a slide failed (unless --allow-failed)."""
+    """Extract features; exit 1 if a slide or volume failed (unless --allow-failed)."""
     from pathattn.extract.run import run_extract
 
     return run_extract(_job(cfg), cfg.coords, cfg.encoder, cfg.weights, cfg.slide_ids, cfg.samples, cfg.allow_failed)

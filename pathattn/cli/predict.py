@@ -26,8 +26,8 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
 
 
 def run(cfg: Namespace) -> int:
-    """Predict and print where the results are."""
+    """Predict and print where the results are; exit 1 if a slide failed."""
     from pathattn.train.predict import predict
 
-    predict(cfg.features, cfg.out, cfg.checkpoint, cfg.run, cfg.slide_ids, cfg.device, cfg.checkpoint_format)
-    return 0
+    outcome = predict(cfg.features, cfg.out, cfg.checkpoint, cfg.run, cfg.slide_ids, cfg.device, cfg.checkpoint_format)
+    return outcome.report(f"; predictions: {cfg.out}/predictions.csv, attention: {cfg.out}/attention/")

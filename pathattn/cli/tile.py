@@ -1,4 +1,9 @@
-"""``pathattn tile``: whole-slide images into patch grids (coordinates, tissue GeoJSON, QC, manifest)."""
+"""``pathattn tile``: whole-slide images or volumes into patch grids (coordinates, tissue/foreground, QC, manifest).
+
+Volumes are recognised from the inputs: a sample sheet with ``<modality>_path`` columns (``ct_path``,
+``pet_path``) or ``volume_id``, or ``--slides`` that are all volume files (.nii, .nii.gz, .nrrd, .mha, .mhd)
+or DICOM folders (:mod:`pathattn.io.volume_samples`). Slide options apply to slides, volume options to volumes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from pathattn.errors import PathattnError
 
-HELP = "tile whole-slide images into patch grids at a physical resolution"
+HELP = "tile whole-slide images into patch grids, or CT/MRI/PET volumes into slices or 3-D patches, in physical units"
 
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's private subcommands action
@@ -38,6 +43,7 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's private subc
     p.add_argument("--close", type=int, default=4, help="closing kernel size, pixels at --seg-mpp (0: off)")
     p.add_argument("--min-tissue-area", type=float, default=0.05, help="drop tissue fragments smaller than this, mm²")
     p.add_argument("--min-hole-area", type=float, default=0.01, help="fill holes smaller than this, mm²")
+    _volume_options(p)
     p.add_argument("--workers", type=int, default=1, help="slides tiled in parallel")
     p.add_argument("--overwrite", action="store_true", help="redo slides that are already finished")
     p.add_argument("--allow-empty", action="store_true",
@@ -45,12 +51,49 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's private subc
     subcommands.add_subcommand("tile", p, help=HELP)
 
 
+def _volume_options(p: ArgumentParser) -> None:
+    """The options that apply to volumes (docs/volumes.md)."""
+    p.add_argument("--modality", type=str, default="CT",
+                   help="volumes: modality of --slides volume files (a sheet names it per column)")  # fmt: skip
+    p.add_argument("--spacing", type=float | None, default=None, nargs=3,
+                   help="volumes: target mm along i, j, k of the RAS grid (default: keep the volume's)")  # fmt: skip
+    p.add_argument("--slice-thickness", type=float | None, default=None,
+                   help="volumes: target mm along the slice axis only (keeps the in-plane spacing)")  # fmt: skip
+    p.add_argument("--volume-mode", type=str, default="slices", choices=["slices", "patches"],
+                   help="volumes: 2-D slices along --axis, or a grid of 3-D patches")  # fmt: skip
+    p.add_argument("--axis", type=str, default="axial", choices=["axial", "coronal", "sagittal"],
+                   help="volumes: the slice axis")  # fmt: skip
+    p.add_argument("--context-slices", type=int, default=0,
+                   help="volumes: 2.5-D, neighbouring slices on each side fed to the encoder as channels")  # fmt: skip
+    p.add_argument("--patch-size-mm", type=float, default=32.0, help="volumes: side of a 3-D patch, mm")
+    p.add_argument("--overlap-mm", type=float, default=0.0, help="volumes: overlap of neighbouring 3-D patches, mm")
+    p.add_argument("--min-foreground", type=float, default=0.05,
+                   help="volumes: minimum foreground fraction of a slice or patch to keep it")  # fmt: skip
+    p.add_argument("--preset", type=str, default=None, nargs="+",
+                   help="volumes: intensity preset per channel, one for all, or MODALITY=preset")  # fmt: skip
+    p.add_argument("--ct-threshold", type=float, default=-500.0, help="volumes: HU above which CT voxels are body")
+    p.add_argument("--label-names", type=str, default=["lesion"], nargs="+",
+                   help="volumes: names of label values 1, 2, ... of the label volumes")  # fmt: skip
+
+
+def _volume_job(cfg: Namespace):  # noqa: ANN202 - VolumeTileJob, imported lazily
+    from pathattn.tile.volume import VolumeTileJob
+    from pathattn.tile.volume_grid import AXES, VolumeGridParams
+    from pathattn.volumes.prepare import PrepareParams
+
+    spacing = list(cfg.spacing) if cfg.spacing else [None, None, None]
+    if cfg.slice_thickness is not None:
+        spacing[AXES[cfg.axis]] = cfg.slice_thickness
+    grid = VolumeGridParams(cfg.volume_mode, cfg.axis, cfg.context_slices, cfg.patch_size_mm, cfg.overlap_mm,
+                            cfg.min_foreground)  # fmt: skip
+    prepare = PrepareParams(tuple(spacing), tuple(cfg.preset or ()), cfg.ct_threshold)
+    return VolumeTileJob(Path(cfg.out), grid, prepare, tuple(cfg.label_names), cfg.overwrite)
+
+
 def _job(cfg: Namespace):  # noqa: ANN202 - TileJob, imported lazily
     from pathattn.tile.params import GridParams, TileParams, TissueParams
     from pathattn.tile.run import TileJob
 
-    if cfg.workers < 1:
-        raise PathattnError("--workers must be at least 1")
     if cfg.slide_mpp is not None and not cfg.slide_mpp > 0:
         raise PathattnError("--slide-mpp must be a positive level-0 resolution in µm/px (e.g. 0.25)")
     for option, folder in (("--tissue-geojson", cfg.tissue_geojson), ("--annotations", cfg.annotations)):
@@ -68,7 +111,15 @@ def _job(cfg: Namespace):  # noqa: ANN202 - TileJob, imported lazily
 def run(cfg: Namespace) -> int:
     """Tile the slides; exit 1 if any failed (or had no tissue, unless --allow-empty)."""
     from pathattn.io.samples import select_slides
+    from pathattn.io.volume_samples import lists_volumes, select_volumes
     from pathattn.tile.run import run_tile
 
+    if cfg.workers < 1:
+        raise PathattnError("--workers must be at least 1")
+    if lists_volumes(cfg.slides, cfg.samples):
+        from pathattn.tile.volume import run_tile_volumes
+
+        entries = select_volumes(cfg.slides, cfg.samples, cfg.slide_ids, cfg.modality)
+        return run_tile_volumes(_volume_job(cfg), entries, cfg.workers, cfg.allow_empty)
     job = _job(cfg)
     return run_tile(job, select_slides(cfg.slides, cfg.samples, cfg.slide_ids), cfg.workers, cfg.allow_empty)

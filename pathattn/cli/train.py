@@ -1,10 +1,11 @@
 """``pathattn train``: patient-level cross-validation of an attention-MIL model on slide-level labels.
 
-Every option of :class:`pathattn.train.mil.config.TrainConfig` is a command-line option and a YAML key;
-several ``--config`` files compose (one concern each: ``configs/model/``, ``configs/data/``,
-``configs/trainer/``), and ``--print_config`` shows the resolved configuration with every default.
-``--strategy ddp --devices N`` trains each fold on N processes: Lightning re-runs this command once per
-extra process, and only global rank 0 writes the run's files and prints the summary.
+Every field of :class:`pathattn.train.mil.config.TrainConfig` is a dashed option (``--n-folds``, boolean
+ones bare flags: ``--skip-missing``, ``--no-deterministic``) and a YAML key (``n_folds``); several
+``--config`` files compose (one concern each: ``configs/model/``, ``configs/data/``, ``configs/trainer/``),
+and ``--print-config`` shows the resolved configuration with every default. ``--strategy ddp --devices N``
+trains each fold on N processes: Lightning re-runs this command once per extra process, and only global
+rank 0 writes the run's files and prints the summary.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ HELP = "cross-validate an attention-MIL model (ABMIL, ACMIL, CLAM-SB, ...) on sl
 
 def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands action
     """Add the ``train`` parser."""
+    from pathattn.cli.options import add_dataclass_options
     from pathattn.train.mil.config import TrainConfig
 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--config", action=ActionConfigFile, help="YAML files with any of these options (see configs/)")
-    p.add_class_arguments(TrainConfig, fail_untyped=True)
+    add_dataclass_options(p, TrainConfig)
     subcommands.add_subcommand("train", p, help=HELP)
 
 

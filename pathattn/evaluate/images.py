@@ -37,12 +37,16 @@ def read_csv(path: Path, option: str, required: tuple[str, ...]) -> list[dict[st
     """The rows of a CSV file with a header.
 
     Raises:
-        PathattnError: the file is missing or lacks a required column.
+        PathattnError: the file is missing, unreadable or lacks a required column.
     """
     if not path.is_file():
         raise PathattnError(f"{option} file not found: {path}")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k} for row in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        reason = "permission denied" if isinstance(err, PermissionError) else f"{type(err).__name__}: {err}"
+        raise PathattnError(f"{option} {path} cannot be read ({reason}); pass a readable UTF-8 CSV file") from None
     missing = [c for c in required if rows and c not in rows[0]]
     if not rows or missing:
         raise PathattnError(f"{option} {path} needs a header with the columns {', '.join(required)} and rows")

@@ -15,7 +15,10 @@ from pathattn.evaluate.plots import Curve, pr_figure, write_figure
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 
-HEADLINE = ("pxap", "dice", "patch_auroc", "max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc")
+MODEL = "model"
+"""The name of the evaluated model in tables and figures (beside the baselines)."""
+
+HEADLINE = ("pxap", "dice", "patch_auroc", "row_auroc", "max_box_acc", "max_box_acc_v2", "gt_known_loc", "top1_loc")
 
 
 @dataclass
@@ -114,3 +117,19 @@ def result_panels(results: Mapping[str, MethodResult]) -> dict[str, dict[str, Cu
         }
         for split in ("calibration", "test")
     }
+
+
+def write_run(
+    out: Path,
+    metrics: dict[str, Any],
+    summary: Sequence[Mapping[str, Any]],
+    candidates: Mapping[str, protocol.SplitScores],
+    results: Mapping[str, MethodResult],
+    per_item: tuple[str, Sequence[Mapping[str, Any]]],
+) -> dict[str, Any]:
+    """Write a run's outputs, the calibration panel showing every candidate variant of the model; return metrics."""
+    panels = result_panels(results)
+    variants = {f"{MODEL}: {name}": Curve(s.pixels) for name, s in candidates.items() if s.pixels is not None}
+    panels["calibration split"] = variants | {n: c for n, c in panels["calibration split"].items() if n != MODEL}
+    write_outputs(out, metrics, summary, per_item, panels)
+    return metrics

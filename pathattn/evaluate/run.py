@@ -23,21 +23,19 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from pathattn.errors import PathattnError
 from pathattn.evaluate import protocol, wsol
 from pathattn.evaluate.baselines import BASELINES, few_shot_scores, fit_few_shot, read_features
-from pathattn.evaluate.outputs import MethodResult, method_rows, methods_block, result_panels, write_outputs
-from pathattn.evaluate.plots import Curve
+from pathattn.evaluate.outputs import MODEL, MethodResult, method_rows, methods_block, write_run
 from pathattn.evaluate.rasters import patch_score_map, slide_score_map, stitch_patch_maps
 from pathattn.evaluate.slides import (
     PatchScores,
     SlideTruth,
     assign_splits,
+    check_raster_mpp,
     find_score_files,
     patch_labels,
     read_patch_scores,
     slide_truth,
 )
 from pathattn.scoremaps.normalise import Normalisation, normalise
-
-MODEL = "model"
 
 
 @dataclass(frozen=True)
@@ -104,17 +102,25 @@ class Variant:
 
 
 def load_slides(job: SlideWsolJob) -> tuple[dict[str, Slide], dict[str, str]]:
-    """The evaluable slides (scores and an annotation file) and, for the others, why they are skipped."""
-    files = find_score_files(job.scores)
-    slides: dict[str, Slide] = {}
+    """The evaluable slides (scores and an annotation file) and, for the others, why they are skipped.
+
+    Raises:
+        PathattnError: a score file cannot be read, or ``raster_mpp`` cannot work for these slides
+            (:func:`~pathattn.evaluate.slides.check_raster_mpp`; checked before anything is rasterised).
+    """
+    scores: dict[str, PatchScores] = {}
     skipped: dict[str, str] = {}
-    for slide_id, path in files.items():
+    for slide_id, path in find_score_files(job.scores).items():
         annotation = job.annotations / f"{slide_id}.geojson"
-        if not annotation.is_file():
+        if annotation.is_file():
+            scores[slide_id] = read_patch_scores(path, job.dataset, job.head, job.features)
+        else:
             skipped[slide_id] = f"no annotation file {annotation}"
-            continue
+    check_raster_mpp(job.raster_mpp, scores)
+    slides: dict[str, Slide] = {}
+    for slide_id, patches in scores.items():
         tissue = job.tiles / "tissue" / f"{slide_id}.geojson" if job.tiles else None
-        patches = read_patch_scores(path, job.dataset, job.head, job.features)
+        annotation = job.annotations / f"{slide_id}.geojson"
         truth = slide_truth(
             patches, annotation, tissue if tissue and tissue.is_file() else None, job.raster_mpp, job.classes
         )
@@ -249,8 +255,4 @@ def run_slide_wsol(job: SlideWsolJob) -> dict[str, Any]:
         },
         "methods": methods_block(summary),
     }
-    panels = result_panels(results)
-    variants = {f"{MODEL}: {name}": Curve(s.pixels) for name, s in candidates.items() if s.pixels is not None}
-    panels["calibration split"] = variants | {n: c for n, c in panels["calibration split"].items() if n != MODEL}
-    write_outputs(job.out, metrics, summary, ("per_slide.csv", per_slide), panels)
-    return metrics
+    return write_run(job.out, metrics, summary, candidates, results, ("per_slide.csv", per_slide))

@@ -16,7 +16,8 @@ needs a file without regions: a missing file means "not annotated", and the slid
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from pathattn.io.scores import PatchScores
 from pathattn.io.scores import read_patch_scores as read_score_file
 
 POSITIVE_FRACTION = 0.5  # a patch at least half inside the tumor is a tumor patch; one not touching it is not
+MIN_PATCH_PIXELS = 2  # a patch must span at least this many raster pixels, or the raster cannot place it
+MAX_RASTER_PIXELS = 50_000_000  # a slide's raster (H x W) is held in several float64 copies
 
 
 def find_score_files(folder: str | Path) -> dict[str, Path]:
@@ -80,6 +83,32 @@ def read_patch_scores(
         )
     scores.slide_id = path.stem
     return scores
+
+
+def check_raster_mpp(raster_mpp: float, slides: Mapping[str, PatchScores]) -> None:
+    """Refuse a raster resolution that cannot work for these slides, before anything is rasterised.
+
+    Too coarse: a patch would span fewer than :data:`MIN_PATCH_PIXELS` raster pixels (a slide is then a few
+    pixels, and even a uniform map localises "perfectly"). Too fine: a slide's raster would exceed
+    :data:`MAX_RASTER_PIXELS` pixels.
+
+    Raises:
+        PathattnError: naming ``--raster-mpp``, the slide that limits it and the largest or smallest sensible value.
+    """
+    for slide_id, patches in slides.items():
+        mpp0 = patches.attr("mpp_level0")
+        side_um = patches.attr("patch_size_level0") * mpp0
+        if raster_mpp > side_um / MIN_PATCH_PIXELS:
+            raise PathattnError(
+                f"--raster-mpp {raster_mpp:g} is too coarse: the {side_um:g} µm patches of slide {slide_id} would "
+                f"span less than {MIN_PATCH_PIXELS} raster pixels; use at most {side_um / MIN_PATCH_PIXELS:g} µm/px"
+            )
+        area_um2 = patches.attr("level0_width") * patches.attr("level0_height") * mpp0**2
+        if area_um2 / raster_mpp**2 > MAX_RASTER_PIXELS:
+            raise PathattnError(
+                f"--raster-mpp {raster_mpp:g} is too fine: the raster of slide {slide_id} would exceed "
+                f"{MAX_RASTER_PIXELS:,} pixels; use at least {math.sqrt(area_um2 / MAX_RASTER_PIXELS):.3g} µm/px"
+            )
 
 
 def read_geometry(path: Path, classes: Sequence[str] | None = None) -> BaseGeometry:
@@ -142,8 +171,9 @@ def assign_splits(
     calibration_ids: Sequence[str] | None = None,
     n_calibration: int = 6,
     seed: int = 0,
+    kind: tuple[str, str, str] = ("slide", "tumor", "annotation file"),
 ) -> tuple[list[str], list[str]]:
-    """The calibration and test slides.
+    """The calibration and test slides (or volumes: ``kind`` names the items, their positives and their truth).
 
     Given ``calibration_ids``, those slides calibrate and the others are the test split. Otherwise
     ``n_calibration`` slides are drawn at random (seeded), half of them (rounded up) with tumor, leaving at least
@@ -156,7 +186,7 @@ def assign_splits(
     if calibration_ids is not None:
         unknown = sorted(set(calibration_ids) - set(ids))
         if unknown:
-            raise PathattnError(f"calibration slides {unknown[:5]} have no scores or no annotation file")
+            raise PathattnError(f"calibration {kind[0]}s {unknown[:5]} have no scores or no {kind[2]}")
         calibration = sorted(set(calibration_ids))
     else:
         rng = np.random.default_rng(seed)
@@ -168,7 +198,7 @@ def assign_splits(
     for name, split in (("calibration", calibration), ("test", test)):
         if not any(has_tumor[s] for s in split):
             raise PathattnError(
-                f"the {name} split has no slide with tumor ({len(split)} slides); "
-                "annotate more tumor slides or choose the calibration slides with --calibration-ids"
+                f"the {name} split has no {kind[0]} with {kind[1]} ({len(split)} {kind[0]}s); annotate more "
+                f"{kind[1]} {kind[0]}s or choose the calibration {kind[0]}s with --calibration-ids"
             )
     return calibration, test

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from shapely.geometry.base import BaseGeometry
 
 from pathattn.io.atomic import atomic_path
+from pathattn.io.ids import check_id, output_path
 from pathattn.io.slide import Slide
 from pathattn.scoremaps.images import slide_thumbnail, write_png
 from pathattn.scoremaps.render import draw_patches, draw_polygons
@@ -158,15 +159,14 @@ def write_slide_figures(
 
     The curves and effects need the ``compare`` block; the thumbnail needs the slide file and coordinates.
     """
-    out = Path(out)
-    slide_id = record["slide_id"]
+    slide_id = check_id(record["slide_id"])
     written = {}
     if "compare" in record:
-        written["curves"] = str(save_figure(curves_figure(record), out / f"{slide_id}_curves.png"))
-        written["effects"] = str(save_figure(effects_figure(record), out / f"{slide_id}_effects.png"))
+        written["curves"] = str(save_figure(curves_figure(record), output_path(out, f"{slide_id}_curves.png")))
+        written["effects"] = str(save_figure(effects_figure(record), output_path(out, f"{slide_id}_effects.png")))
     if slide_path is not None and coords is not None and patch_size_level0:
         image = patches_image(record, slide_path, coords, patch_size_level0, region)
-        path = out / f"{slide_id}_patches.png"
+        path = output_path(out, f"{slide_id}_patches.png")
         write_png(path, image)
         written["patches"] = str(path)
     return written

@@ -32,6 +32,7 @@ from shapely.geometry.base import BaseGeometry
 
 from pathattn.errors import PathattnError
 from pathattn.io.geojson import Annotation, read_annotations, write_annotations
+from pathattn.io.ids import check_id, output_path
 from pathattn.io.scores import PatchScores, read_patch_scores
 from pathattn.io.slide import Slide
 from pathattn.scoremaps.images import slide_thumbnail, write_png
@@ -78,9 +79,9 @@ def output_paths(out_dir: str | os.PathLike[str], slide_id: str, top_k: int) -> 
     """Where :func:`heatmap_slide` writes: keys ``png``, ``geojson`` and ``top``."""
     out = Path(out_dir)
     return {
-        "png": out / f"{slide_id}_heatmap.png",
-        "geojson": out / f"{slide_id}_heatmap.geojson",
-        "top": out / f"{slide_id}_top{top_k}.geojson",
+        "png": output_path(out, f"{check_id(slide_id)}_heatmap.png"),
+        "geojson": output_path(out, f"{slide_id}_heatmap.geojson"),
+        "top": output_path(out, f"{slide_id}_top{top_k}.geojson"),
     }
 
 
@@ -165,11 +166,14 @@ def heatmap_slide(
         ``slide_id``, ``n_patches``, ``model``, ``slide_path`` and the ``png``, ``geojson``, ``top`` paths.
 
     Raises:
-        PathattnError: a file is missing or unreadable, the head does not exist, or the slide does not match.
+        PathattnError: a file is missing or unreadable, the head does not exist, no score is finite (nothing to
+            draw), or the slide does not match.
     """
     data = scores if isinstance(scores, PatchScores) else read_patch_scores(scores)
     source = data.source or f"the scores of slide {data.slide_id}"
     values = data.head(style.head)
+    if not np.isfinite(values).any():
+        raise PathattnError(f"no finite attention in {source}; re-run 'pathattn predict'")
     patch_size_level0 = data.attrs.get("patch_size_level0")
     if not patch_size_level0:
         raise PathattnError(f"{source}: 'coords' lacks the patch_size_level0 attribute; run 'pathattn predict' again")

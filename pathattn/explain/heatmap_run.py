@@ -9,8 +9,8 @@ Two sources of per-patch attention:
   heatmaps straight from a checkpoint without a predict run.
 
 Each slide is drawn by :func:`pathattn.explain.heatmap.heatmap_slide` inside a :class:`~pathattn.batch.Batch`:
-a slide whose three outputs exist is skipped, a failing slide is recorded in ``OUT/manifest.csv`` and the
-others go on.
+a slide whose three outputs exist is skipped, a slide without patches is ``empty``, a failing slide (an
+unreadable file, no finite attention) is recorded in ``OUT/manifest.csv`` and the others go on.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pathattn.batch import Batch, BatchRow
@@ -27,6 +28,7 @@ from pathattn.errors import PathattnError
 from pathattn.explain.heatmap import HeatmapStyle, heatmap_slide, output_paths
 from pathattn.io.bags import find_bags, read_checked_bag
 from pathattn.io.manifest import read_manifest, run_files
+from pathattn.io.runs import checkpoint_file
 from pathattn.io.samples import select_ids, slide_paths
 from pathattn.io.scores import PatchScores, read_patch_scores
 from pathattn.models.checkpoint_formats import CheckpointFormat
@@ -101,8 +103,7 @@ class CheckpointScores:
 
     def files(self, slide_ids: Sequence[str] | None) -> dict[str, Path]:
         """The feature file of each slide (all, or those of ``slide_ids``)."""
-        if not Path(self.checkpoint).is_file():
-            raise PathattnError(f"--checkpoint not found: {self.checkpoint}")
+        checkpoint_file(self.checkpoint)
         if not Path(self.features).is_dir():
             raise PathattnError(f"--features folder not found: {self.features}; pass the output of 'pathattn extract'")
         found = find_bags(self.features)
@@ -121,16 +122,19 @@ class CheckpointScores:
         """A slide's attention under the model, and its prediction as the caption.
 
         Raises:
-            PathattnError: the bag has no coordinates or no patch, or features the model does not take.
+            PathattnError: the bag has no coordinates, or features the model does not take.
         """
         model = self.model
-        bag = read_checked_bag(file, model.in_dim, f"the model of {self.checkpoint}")
-        if bag.coords is None or not len(bag):
+        bag = read_checked_bag(file, model.in_dim, f"the model of {self.checkpoint} takes")
+        if bag.coords is None:
             raise PathattnError(f"{file} has no patch coordinates to draw; extract the slide with 'pathattn extract'")
-        scores, attention = model.predict_bag(torch.from_numpy(bag.features))
         attrs = {"model": model.name, "slide_id": slide_id, "checkpoint": str(self.checkpoint)}
-        data = PatchScores(slide_id, bag.coords, attention.double().numpy(), bag.attrs.get("coords", {}), attrs,
+        data = PatchScores(slide_id, bag.coords, np.zeros((0, 1)), bag.attrs.get("coords", {}), attrs,
                            f"{file} under {self.checkpoint}")  # fmt: skip
+        if not len(bag):
+            return data, ""
+        scores, attention = model.predict_bag(torch.from_numpy(bag.features))
+        data.values = attention.double().numpy()
         if model.task == "classification":
             best = int(scores.argmax())
             return data, caption(model.class_names[best], float(scores[best]), None)
@@ -194,6 +198,9 @@ def _heatmap_one(item: tuple[str, Path], job: HeatmapJob, slides: Mapping[str, P
         row.status, row.png = "skipped", str(paths["png"])
         return row
     scores, text = job.source.load(slide_id, file)
+    if len(scores) == 0:
+        row.status = "empty"
+        return row
     done = heatmap_slide(scores, job.out, job.style, slide_path=slides.get(slide_id), tissue_geojson=tissue,
                          prediction=text)  # fmt: skip
     row.n_patches, row.model, row.slide_path, row.png = (

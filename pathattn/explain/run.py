@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pathattn.batch import Batch, BatchOutcome, BatchRow, one_line
+from pathattn.batch import Batch, BatchOutcome, BatchRow
 from pathattn.errors import PathattnError
 from pathattn.explain.cohort import cohort_tests, correlation_summary
 from pathattn.explain.engine import BackendFallbackWarning, Explainer
@@ -34,12 +34,13 @@ from pathattn.explain.figures import write_slide_figures
 from pathattn.explain.options import BackendName
 from pathattn.explain.regions import patches_in_annotations
 from pathattn.explain.slide import SlideInputs, SlideSettings, explain_slide
-from pathattn.io.bags import find_bags, read_bag
+from pathattn.io.bags import find_bags, read_checked_bag
+from pathattn.io.ids import check_id, output_path
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
-from pathattn.io.runs import run_checkpoints
+from pathattn.io.runs import checkpoint_file, models_by_checkpoint, run_checkpoints
 from pathattn.io.samples import read_sample_sheet, read_table, select_ids
-from pathattn.models.trained import CheckpointFormat, TrainedModel, load_trained
+from pathattn.models.trained import CheckpointFormat, TrainedModel
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,14 @@ class ExplainRow(BatchRow):
 def _check(job: ExplainJob) -> None:
     if (job.checkpoint is None) == (job.run is None):
         raise PathattnError("give either --checkpoint (one model for every slide) or --run (out of fold), not both")
-    if job.checkpoint is not None and not Path(job.checkpoint).is_file():
-        raise PathattnError(f"--checkpoint not found: {job.checkpoint}")
+    if job.checkpoint is not None:
+        checkpoint_file(job.checkpoint)
     if not Path(job.features).is_dir():
         raise PathattnError(f"--features folder not found: {job.features}; pass the output of 'pathattn extract'")
     if job.annotations is not None and not Path(job.annotations).is_dir():
         raise PathattnError(f"--annotations folder not found: {job.annotations}")
+    if not 0.0 <= job.min_overlap <= 1.0:
+        raise PathattnError(f"--min-overlap must be in [0, 1] (a share of a patch; 0: any), got {job.min_overlap}")
     if "region" in job.settings.methods and job.annotations is None:
         raise PathattnError("--method region needs --annotations DIR (a {slide_id}.geojson per slide)")
     if "insertion" in job.settings.methods and not job.donors:
@@ -128,16 +131,17 @@ class _Slide:
     geometry: Any = None
 
 
-def _read(job: ExplainJob, slide_id: str, path: Path, donor: bool = False) -> _Slide:
-    """The bag of a feature file and, with annotations, the patches of its annotated region.
+def _read(job: ExplainJob, slide_id: str, path: Path, dim: int, donor: bool = False) -> _Slide:
+    """The bag of a feature file (finite, ``dim``-d features) and, with annotations, the patches of its region.
 
     Raises:
-        PathattnError: a slide (not a donor) without an annotation file, or annotations without coordinates.
+        PathattnError: unreadable, non-finite or ``dim``-mismatched features, a slide (not a donor) without an
+            annotation file, or annotations without coordinates.
     """
-    bag = read_bag(path)
+    bag = read_checked_bag(path, dim, "the model takes")
     tiling = bag.attrs.get("coords", {})
     patch_size = tiling.get("patch_size_level0") or bag.attrs.get("patch_size_level0")
-    slide = _Slide(np.asarray(bag.features, np.float32), bag.coords, patch_size, tiling.get("slide_path"))
+    slide = _Slide(bag.features, bag.coords, patch_size, tiling.get("slide_path"))
     annotation = Path(job.annotations) / f"{slide_id}.geojson" if job.annotations is not None else None
     if annotation is None or len(slide.features) == 0 or (donor and not annotation.is_file()):
         return slide
@@ -159,7 +163,9 @@ def _slide_path(slide_id: str, slide: _Slide, paths: Mapping[str, Path]) -> Path
     return Path(recorded) if recorded and Path(recorded).is_file() else None
 
 
-def _donor(job: ExplainJob, slide_id: str, files: Mapping[str, Path]) -> tuple[str, np.ndarray, np.ndarray] | None:
+def _donor(
+    job: ExplainJob, slide_id: str, files: Mapping[str, Path], dim: int
+) -> tuple[str, np.ndarray, np.ndarray] | None:
     """The first donor that is not the slide itself: its id, the offered patches' indices and their features.
 
     The offered patches are the donor's annotated region when it has one, else all its patches.
@@ -169,7 +175,7 @@ def _donor(job: ExplainJob, slide_id: str, files: Mapping[str, Path]) -> tuple[s
         return None
     if donor_id not in files:
         raise PathattnError(f"--donors {donor_id} has no feature file in {job.features}")
-    donor = _read(job, donor_id, files[donor_id], donor=True)
+    donor = _read(job, donor_id, files[donor_id], dim, donor=True)
     offered = donor.region if donor.region is not None and len(donor.region) else np.arange(len(donor.features))
     return donor_id, offered, donor.features[offered]
 
@@ -187,16 +193,16 @@ def _is_current(path: Path, checkpoint: Path, settings: SlideSettings) -> bool:
 def explain_one(job: ExplainJob, model: TrainedModel, slide_id: str, checkpoint: Path,
                 files: Mapping[str, Path], paths: Mapping[str, Path]) -> ExplainRow:  # fmt: skip
     """Explain one slide and write its record and figures (skipped when its record is current); errors propagate."""
-    target = Path(job.out) / "slides" / f"{slide_id}.json"
+    target = output_path(job.out, "slides", f"{check_id(slide_id)}.json")
     row = ExplainRow(slide_id, checkpoint=str(checkpoint), record=str(target))
     if not job.overwrite and _is_current(target, checkpoint, job.settings):
         row.status = "skipped"
         return row
-    slide = _read(job, slide_id, files[slide_id])
+    slide = _read(job, slide_id, files[slide_id], model.in_dim)
     if len(slide.features) == 0:
         row.status = "empty"
         return row
-    donor = _donor(job, slide_id, files)
+    donor = _donor(job, slide_id, files, model.in_dim)
     explainer = Explainer(model, slide.features, donors=None if donor is None else donor[2], backend=job.backend)
     inputs = SlideInputs(slide_id, slide.coords, slide.region, None if donor is None else donor[:2])
     record = explain_slide(explainer, inputs, job.settings)
@@ -268,19 +274,6 @@ def _labels(samples: Path | None) -> tuple[dict[str, str], dict[str, Path]]:
     return labels, {e.slide_id: e.path for e in read_sample_sheet(samples)} if has_paths else {}
 
 
-def _explain_with(job: ExplainJob, batch: Batch[ExplainRow], checkpoint: Path, slide_ids: Sequence[str],
-                  files: Mapping[str, Path], paths: Mapping[str, Path]) -> None:  # fmt: skip
-    """Explain ``slide_ids`` with one checkpoint (loaded once); a checkpoint that cannot be loaded fails its slides."""
-    try:
-        model = load_trained(checkpoint, job.device, job.checkpoint_format)
-    except PathattnError as err:
-        for slide_id in slide_ids:
-            batch.record(ExplainRow(slide_id, "failed", checkpoint=str(checkpoint), error=one_line(err)))
-        return
-    work = functools.partial(explain_one, job, model, checkpoint=checkpoint, files=files, paths=paths)
-    batch.run(slide_ids, work, str)
-
-
 def explain_cohort(job: ExplainJob) -> BatchOutcome[ExplainRow]:
     """Explain every slide of the job and write the outputs (module docstring).
 
@@ -300,9 +293,9 @@ def explain_cohort(job: ExplainJob) -> BatchOutcome[ExplainRow]:
     labels, paths = _labels(job.samples)
     folders = [out / "slides", out / "figures"]
     with Batch("explain", out, ExplainRow, folders, total=len(checkpoints)) as batch:
-        for checkpoint in sorted(set(checkpoints.values())):
-            slide_ids = sorted(s for s, c in checkpoints.items() if c == checkpoint)
-            _explain_with(job, batch, checkpoint, slide_ids, files, paths)
+        for model, checkpoint, slide_ids in models_by_checkpoint(batch, checkpoints, job.device, job.checkpoint_format):
+            work = functools.partial(explain_one, job, model, checkpoint=checkpoint, files=files, paths=paths)
+            batch.run(slide_ids, work, str)
     records = [json.loads((out / "slides" / f"{s}.json").read_text()) for s in sorted(checkpoints)
                if (out / "slides" / f"{s}.json").is_file()]  # fmt: skip
     rows = [summary_row(record, labels.get(record["slide_id"], "")) for record in records]

@@ -76,11 +76,13 @@ class SlideSettings:
         unknown = sorted(set(self.methods) - set(METHODS))
         checks = [
             (not unknown, f"unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}"),
-            (0.0 < self.fraction <= 1.0, f"--fraction must be in (0, 1], got {self.fraction}"),
+            (0.0 < self.fraction < 1.0, f"--fraction must be in (0, 1) (a share of the patches, e.g. 0.05), got "
+                                        f"{self.fraction}"),
             (self.rounds is None or self.rounds >= 1, f"--rounds must be at least 1, got {self.rounds}"),
             (self.n_random >= 1 and self.insert_rounds >= 1 and self.ig_steps >= 1,
              "--n-random, --insert-rounds and --ig-steps must be at least 1"),
             (0.0 <= self.small_tumor <= 1.0, f"--small-tumor must be in [0, 1], got {self.small_tumor}"),
+            (self.seed >= 0, f"--seed must be 0 or more, got {self.seed}"),
         ]  # fmt: skip
         for ok, message in checks:
             if not ok:

@@ -5,7 +5,9 @@ An encoder maps a normalized image batch (B, 3, H, W) to embeddings (B, D). It i
 - a preset of :data:`PRESETS` (``resnet50_trunc``, ``uni``, ``uni2_h``, ``gigapath``, ...): the architecture
   of a published encoder; the user supplies its weights file (most are gated on the Hugging Face Hub);
 - any timm model name (``timm.create_model(name, pretrained=False, num_classes=0)``);
-- ``hf-hub:ORG/REPO``: timm downloads the architecture and weights (needs network access).
+- ``hf-hub:ORG/REPO``: timm downloads the architecture and weights (needs network access);
+- a 3-D preset of :data:`~pathattn.extract.encoders_3d.PRESETS_3D` (``resnet18_3d``, ...): a MONAI 3-D ResNet
+  for the 3-D patches of volumes, mapping (B, C, Pi, Pj, Pk) to (B, D).
 
 Weights come from a ``.pth``/``.pt``/``.bin``/``.safetensors`` file and are loaded strictly.
 """
@@ -27,6 +29,8 @@ from timm.layers import SwiGLUPacked
 from torch import nn
 
 from pathattn.errors import PathattnError
+from pathattn.extract.encoders_3d import IGNORE_3D, MEAN_3D, PRESETS_3D, STD_3D, Encoder3dSpec, build_resnet_3d
+from pathattn.extract.pooling import ClassMeanPool, TruncatedResNet
 from pathattn.io.weights import load_state_dict_strict, read_state_dict, sha256_file
 
 HUB_PREFIXES = ("hf-hub:", "hf_hub:")
@@ -80,79 +84,37 @@ class Encoder:
     """A ready encoder: its module and how to feed it.
 
     Attributes:
-        model: module in eval mode mapping a normalized float batch (B, 3, H, W) to (B, D).
+        model: module in eval mode mapping a normalized float batch (B, 3, H, W) to (B, D), or for a 3-D
+            encoder (B, C, Pi, Pj, Pk) to (B, D).
         name: the name it was created from.
-        spec: the preset, or None for a timm or ``hf-hub:`` name.
+        spec: the preset (a 2-D or a 3-D one), or None for a timm or ``hf-hub:`` name.
         embed_dim: D.
-        input_size: (H, W) in pixels.
-        mean: per-channel normalization mean (RGB, for images scaled to [0, 1]).
-        std: per-channel normalization std.
+        input_size: (H, W) in pixels; ``()`` for a 3-D encoder (it takes the tiling's patches as they are).
+        mean: per-channel normalization mean (RGB, for images scaled to [0, 1]); one value for every channel
+            of a 3-D encoder.
+        std: per-channel normalization std (alike).
         weights_sha256: SHA-256 of the weights file, ``"random-init"`` without one.
         weights_file: absolute path of the weights file, ``""`` without one.
+        spatial_dims: 2 for image encoders (slide patches, volume slices), 3 for 3-D patch encoders.
+        in_channels: the channels the model takes (3 for image encoders).
     """
 
     model: nn.Module
     name: str
-    spec: EncoderSpec | None
+    spec: EncoderSpec | Encoder3dSpec | None
     embed_dim: int
-    input_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    input_size: tuple[int, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
     weights_sha256: str = RANDOM_INIT
     weights_file: str = ""
+    spatial_dims: Literal[2, 3] = 2
+    in_channels: int = 3
 
     @property
     def precision(self) -> Literal["fp32", "fp16", "bf16"]:
-        """The precision the encoder's authors use (fp32 for plain timm models)."""
-        return self.spec.precision if self.spec is not None else "fp32"
-
-
-class TruncatedResNet(nn.Module):
-    """A ResNet cut after its last requested stage, global average pooled (CLAM's ``resnet50_trunc``).
-
-    Built from a timm ``features_only`` ResNet; its stages become direct children, so the parameter names
-    are those of the full ResNet (``conv1.*``, ``layer1.*``, ...) and a full checkpoint loads once the
-    later stages and the classifier are ignored.
-
-    Args:
-        features: ``timm.create_model("resnet50", features_only=True, out_indices=(3,))`` or alike.
-    """
-
-    def __init__(self, features: nn.Module) -> None:
-        super().__init__()
-        for name, module in features.named_children():
-            self.add_module(name, module)
-        self.num_features = int(features.feature_info.channels()[-1])
-        self.pretrained_cfg = dict(getattr(features, "pretrained_cfg", None) or {})
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Embed a batch: (B, 3, H, W) -> (B, C) with C the channels of the last stage."""
-        x = images
-        for module in self.children():
-            x = module(x)
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
-
-
-class ClassMeanPool(nn.Module):
-    """Virchow pooling of a timm ViT: class token concatenated with the mean of the patch tokens.
-
-    Register tokens (``num_prefix_tokens - 1`` of them) are skipped. The ViT stays ``self.trunk``; load
-    weights into it.
-
-    Args:
-        trunk: a timm VisionTransformer (``forward_features`` returns (B, T, D) tokens).
-    """
-
-    def __init__(self, trunk: nn.Module) -> None:
-        super().__init__()
-        self.trunk = trunk
-        self.num_features = 2 * int(trunk.num_features)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Embed a batch: (B, 3, H, W) -> (B, 2 D)."""
-        tokens = self.trunk.forward_features(images)
-        patches = tokens[:, self.trunk.num_prefix_tokens :]
-        return torch.cat([tokens[:, 0], patches.mean(dim=1)], dim=-1)
+        """The precision the encoder's authors use (fp32 for plain timm models and 3-D encoders)."""
+        return self.spec.precision if isinstance(self.spec, EncoderSpec) else "fp32"
 
 
 # Kwargs as in the model cards' timm snippets (their config.json where the card loads from hf-hub).
@@ -236,8 +198,8 @@ PRESETS: dict[str, EncoderSpec] = {spec.name: spec for spec in _PRESET_LIST}
 
 
 def list_encoders() -> list[str]:
-    """Return the preset names."""
-    return list(PRESETS)
+    """Return the preset names, 2-D then 3-D."""
+    return [*PRESETS, *PRESETS_3D]
 
 
 def build_model(spec: EncoderSpec) -> nn.Module:
@@ -254,7 +216,12 @@ def build_model(spec: EncoderSpec) -> nn.Module:
 
 
 def create_encoder(
-    name: str, weights: str | os.PathLike[str] | None = None, *, device: str | torch.device = "cpu", seed: int = 0
+    name: str,
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    in_channels: int = 1,
 ) -> Encoder:
     """Create an encoder by name, with weights from a local file (or random weights without one).
 
@@ -264,6 +231,8 @@ def create_encoder(
             random initialization (for a timm name) or downloads the weights (for ``hf-hub:``).
         device: where the module is placed; ``"meta"`` without weights builds it without allocating memory
             (to check shapes and preprocessing of a giant preset).
+        seed: the seed of the random initialization (drawn from a forked RNG: the global one is untouched).
+        in_channels: the input channels of a 3-D preset (the modalities of the tiling); 2-D encoders take 3.
 
     Returns:
         The encoder in eval mode, with its input size and normalization.
@@ -271,6 +240,8 @@ def create_encoder(
     Raises:
         PathattnError: unknown name, unreadable or mismatched weights file, unreachable Hugging Face Hub.
     """
+    if name in PRESETS_3D:
+        return _create_3d(PRESETS_3D[name], weights, torch.device(device), seed, in_channels)
     spec = PRESETS.get(name)
     if spec is not None:
         build: Callable[[], nn.Module] = partial(build_model, spec)
@@ -290,6 +261,26 @@ def create_encoder(
     embed_dim = spec.embed_dim if spec is not None else _pooled_dim(model)
     model = model.to(device).eval()
     return Encoder(model, name, spec, embed_dim, size, mean, std, weights_sha256=sha, weights_file=file)
+
+
+def _create_3d(
+    spec: Encoder3dSpec, weights: str | os.PathLike[str] | None, device: torch.device, seed: int, in_channels: int
+) -> Encoder:
+    """A 3-D preset (:mod:`pathattn.extract.encoders_3d`) with random or local weights."""
+    if in_channels < 1:
+        raise PathattnError(f"encoder '{spec.name}' needs at least 1 input channel, got {in_channels}")
+    build = partial(build_resnet_3d, spec, in_channels)
+    sha, file = RANDOM_INIT, ""
+    if weights is None:
+        model = _build_random(build, device, seed)
+    else:
+        model, path = build(), Path(weights)
+        fix = f"pass MONAI/MedicalNet 3-D ResNet-{spec.depth} weights for {in_channels} channel(s) or another --encoder"
+        load_state_dict_strict(model, read_state_dict(path), path, IGNORE_3D, target=f"encoder '{spec.name}' "
+                               f"({in_channels} input channels)", fix=fix)  # fmt: skip
+        sha, file = sha256_file(path), str(path.resolve())
+    return Encoder(model.to(device).eval(), spec.name, spec, spec.embed_dim, (), MEAN_3D, STD_3D, sha, file,
+                   spatial_dims=3, in_channels=in_channels)  # fmt: skip
 
 
 def _build_random(build: Callable[[], nn.Module], device: torch.device, seed: int) -> nn.Module:
@@ -378,7 +369,7 @@ def _pooled_dim(model: nn.Module) -> int:
 
 def _preprocessing(
     model: nn.Module, spec: EncoderSpec | None
-) -> tuple[tuple[int, int], tuple[float, float, float], tuple[float, float, float]]:
+) -> tuple[tuple[int, int], tuple[float, ...], tuple[float, ...]]:
     """Input (H, W), mean and std: the preset's values, else timm's data config of the model."""
     trunk = model.trunk if isinstance(model, ClassMeanPool) else model
     config = timm.data.resolve_data_config({}, model=trunk)
@@ -389,7 +380,7 @@ def _preprocessing(
     return size, _triple(mean), _triple(std)
 
 
-def _triple(values: Any) -> tuple[float, float, float]:
+def _triple(values: Any) -> tuple[float, ...]:
     a, b, c = (float(v) for v in values)
     return (a, b, c)
 
@@ -397,11 +388,11 @@ def _triple(values: Any) -> tuple[float, float, float]:
 def _unknown_name_error(name: str) -> PathattnError:
     """The error for a name that is neither a preset nor a timm model, suggesting close names."""
     by_lower: dict[str, str] = {}
-    for candidate in [*PRESETS, *timm.list_models()]:
+    for candidate in [*PRESETS, *PRESETS_3D, *timm.list_models()]:
         by_lower.setdefault(candidate.lower(), candidate)
     close = [by_lower[m] for m in difflib.get_close_matches(name.lower(), list(by_lower), n=6, cutoff=0.6)]
     suggestion = f"did you mean {', '.join(close)}? " if close else ""
     return PathattnError(
-        f"unknown encoder '{name}'; {suggestion}(presets: {', '.join(PRESETS)}; any timm model name or "
-        "hf-hub:ORG/REPO works)"
+        f"unknown encoder '{name}'; {suggestion}(presets: {', '.join(PRESETS)}; 3-D: {', '.join(PRESETS_3D)}; "
+        "any timm model name or hf-hub:ORG/REPO works)"
     )

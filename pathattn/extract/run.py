@@ -1,19 +1,20 @@
-"""Extract patch features for a batch of tiled slides: resumable, atomic, one bad slide never stops the rest.
+"""Extract patch features for a batch of tiled slides or volumes: resumable, atomic, one bad item never stops
+the rest.
 
 Outputs under the run folder ``OUT`` (CLAM's layout, so CLAM-style training code can read it)::
 
-    OUT/h5_files/{slide_id}.h5   features (N, D) + coords (N, 2) + provenance attributes
+    OUT/h5_files/{slide_id}.h5   features (N, D) + coords (N, 2) or (N, 3) voxels + provenance attributes
     OUT/pt_files/{slide_id}.pt   (N, D) tensor, with ``clam_pt``
-    OUT/manifest.csv             one row per slide: status, patches, embedding size, error
+    OUT/manifest.csv             one row per slide or volume: status, patches, embedding size, error
 
-Reading, decoding and resizing run in DataLoader workers; the forward pass runs on the device on
-uint8 batches normalised there (pinned memory, non-blocking copies, channels_last, autocast), so the
-stages overlap.
+Slides and volumes are told apart by their coordinates file (``coord_space``) and read through one
+DataLoader (:mod:`pathattn.extract.data`, :mod:`pathattn.extract.volume_data`). Reading, decoding and resizing
+run in DataLoader workers; the forward pass runs on the device on uint8 batches (float32 for 3-D patches)
+normalised there (pinned memory, non-blocking copies, channels_last, autocast), so the stages overlap.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -30,17 +31,31 @@ from pathattn import __version__
 from pathattn.batch import Batch, BatchOutcome, BatchRow, one_line
 from pathattn.devices import resolve_device
 from pathattn.errors import PathattnError
-from pathattn.extract.data import PatchDataset, SlidePatches, worker_init
+from pathattn.extract.data import (
+    PatchDataset,
+    ReadPlan,
+    Source,
+    batch_order,
+    make_plan,
+    plan_slide,
+    provenance_extras,
+    recorded_source,
+    sample_sources,
+)
+from pathattn.extract.embed import Embedder, Precision
 from pathattn.extract.encoders import Encoder, create_encoder
-from pathattn.io.bags import read_bag, write_clam_pt, write_features
+from pathattn.extract.encoders_3d import PRESETS_3D
+from pathattn.extract.resume import is_volume, recipe, refuse_stale
+from pathattn.extract.volume_data import VOLUME_PRELOAD, check_encoder, input_channels
+from pathattn.extract.workers import worker_context
+from pathattn.io.bags import write_clam_pt, write_features
 from pathattn.io.coords import PatchCoords, read_coords
+from pathattn.io.ids import check_id, output_path
 from pathattn.io.manifest import run_files
-from pathattn.io.samples import select_ids, slide_paths
-from pathattn.io.slide import Slide
+from pathattn.io.samples import select_ids
 
-Precision = Literal["fp32", "bf16", "fp16"]
 FeatureDtype = Literal["float32", "float16"]
-_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_check_slide = plan_slide  # its former name here (tests/tile/test_compat.py)
 
 
 @dataclass(kw_only=True)
@@ -81,10 +96,10 @@ class ExtractJob:
     overwrite: bool = False
 
     def features_path(self, slide_id: str) -> Path:
-        return self.out / "h5_files" / f"{slide_id}.h5"
+        return output_path(self.out, "h5_files", f"{check_id(slide_id)}.h5")
 
     def pt_path(self, slide_id: str) -> Path:
-        return self.out / "pt_files" / f"{slide_id}.pt"
+        return output_path(self.out, "pt_files", f"{check_id(slide_id)}.pt")
 
     @property
     def manifest_path(self) -> Path:
@@ -104,70 +119,20 @@ def find_coords(folder: str | Path) -> list[Path]:
 
 
 def _provenance(encoder: Encoder, job: ExtractJob, coords: PatchCoords, slide_id: str) -> dict[str, object]:
-    attrs = coords.attrs
-    return {
-        "encoder": encoder.name,
-        "name": slide_id,
-        "weights_sha256": encoder.weights_sha256,
-        "weights_file": encoder.weights_file,
-        "embed_dim": encoder.embed_dim,
-        "input_size": encoder.input_size,
-        "mean": encoder.mean,
-        "std": encoder.std,
-        "precision": job.precision,
-        "dtype": job.dtype,
-        "target_mpp": attrs.get("target_mpp", float("nan")),
-        "mpp_level0": attrs.get("mpp_level0", float("nan")),
-        "patch_size": attrs.get("target_patch_size", attrs.get("patch_size", -1)),
-        "patch_size_level0": attrs.get("patch_size_level0", -1),
-        "pathattn_version": __version__,
-        "timm_version": timm.__version__,
-        "torch_version": str(torch.__version__),
-    }
-
-
-def _check_slide(coords: PatchCoords, slide_path: Path, coords_file: Path) -> SlidePatches:
-    """The read plan of a slide, after checking that it is the slide the coordinates were made for."""
-    attrs = coords.attrs
-    mpp0 = attrs.get("mpp_level0")
-    with Slide(slide_path, float(mpp0) if mpp0 else None) as slide:
-        expected = (attrs.get("level0_width"), attrs.get("level0_height"))
-        if None not in expected and tuple(int(v) for v in expected) != slide.dimensions:
-            raise PathattnError(
-                f"{slide_path} is {slide.dimensions[0]}x{slide.dimensions[1]} px but {coords_file} was tiled from a "
-                f"{expected[0]}x{expected[1]} px slide; point to the right slide (--samples) or tile again"
-            )
-        level = int(attrs.get("patch_level", 0))
-        if level >= slide.level_count:
-            raise PathattnError(f"{coords_file} reads level {level} but {slide_path} has {slide.level_count} levels")
-        read_size = int(attrs.get("read_size", attrs.get("patch_size", 0)))
-    return SlidePatches(slide_path, coords.coords, level, read_size, float(mpp0) if mpp0 else None)
-
-
-def _features_match(path: Path, encoder: Encoder) -> bool:
-    """Whether an existing feature file was made with this encoder and weights."""
-    attrs = read_bag(path).attrs
-    return attrs.get("encoder") == encoder.name and attrs.get("weights_sha256") == encoder.weights_sha256
-
-
-class Embedder:
-    """The encoder on its device: uint8 batches in, float32 features out."""
-
-    def __init__(self, encoder: Encoder, job: ExtractJob) -> None:
-        self.device = resolve_device(job.device)
-        model = encoder.model.to(self.device).eval().to(memory_format=torch.channels_last)
-        self.model = torch.compile(model) if job.compile else model
-        self.mean = torch.tensor(encoder.mean, device=self.device).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(encoder.std, device=self.device).view(1, 3, 1, 1) * 255
-        self.autocast = _AUTOCAST.get(job.precision)
-
-    @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        x = images.to(self.device, non_blocking=True).float()
-        x = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.autocast, enabled=self.autocast is not None):
-            out = self.model(x)
-        return out.float().cpu().numpy()
+    """The feature file's attributes: its recipe (:mod:`pathattn.extract.resume`), where it comes from, and the
+    slide's resolution or the volume's grid (:func:`pathattn.extract.data.provenance_extras`)."""
+    return (
+        recipe(encoder, job.precision, job.dtype, coords)
+        | {
+            "name": slide_id,
+            "weights_file": encoder.weights_file,
+            "embed_dim": encoder.embed_dim,
+            "pathattn_version": __version__,
+            "timm_version": timm.__version__,
+            "torch_version": str(torch.__version__),
+        }
+        | provenance_extras(coords)
+    )
 
 
 def _finish(job: ExtractJob, encoder: Encoder, slide_id: str, coords: PatchCoords, features: np.ndarray) -> None:
@@ -190,32 +155,28 @@ class _Pending:
 
     row: ExtractRow
     coords: PatchCoords
-    plan: SlidePatches
+    plan: ReadPlan
     features: np.ndarray
     remaining: int
     started: float
 
 
 def _prepare(
-    coords_file: Path, encoder: Encoder, job: ExtractJob, slide_paths: Mapping[str, Path]
+    coords_file: Path, encoder: Encoder, job: ExtractJob, sources: Mapping[str, Source]
 ) -> ExtractRow | _Pending:
-    """What a slide needs: nothing (its features exist), nothing to embed (no patch), or its read plan.
+    """What a slide or volume needs: nothing (its features exist), nothing to embed (no row), or its read plan.
 
     Raises:
-        PathattnError: the slide cannot be read as tiled.
+        PathattnError: the coordinates file cannot be read, or the slide or volume cannot be read as tiled.
     """
     slide_id, started = coords_file.stem, time.perf_counter()
     row = ExtractRow(slide_id, embed_dim=encoder.embed_dim, encoder=encoder.name)
-    if job.features_path(slide_id).exists() and not job.overwrite:
-        done = read_coords(coords_file)
-        row.status, row.n_patches, row.slide_path = "skipped", len(done), str(done.attrs.get("slide_path", ""))
-        return row
     coords = read_coords(coords_file)
-    slide_path = slide_paths.get(slide_id) or Path(str(coords.attrs.get("slide_path", "")))
-    row.slide_path, row.n_patches = str(slide_path), len(coords)
-    if not str(slide_path):
-        raise PathattnError(f"{coords_file} does not name its slide; pass --samples with a slide_path column")
-    plan = _check_slide(coords, slide_path, coords_file)
+    if job.features_path(slide_id).exists() and not job.overwrite:  # current: checked by _check_run
+        row.status, row.n_patches, row.slide_path = "skipped", len(coords), recorded_source(coords)
+        return row
+    plan = make_plan(coords, coords_file, encoder, sources.get(slide_id))
+    row.slide_path, row.n_patches = plan.source, len(coords)
     if len(coords) == 0:
         _finish(job, encoder, slide_id, coords, np.zeros((0, encoder.embed_dim), np.float32))
         row.status, row.seconds = "empty", round(time.perf_counter() - started, 3)
@@ -223,51 +184,61 @@ def _prepare(
     return _Pending(row, coords, plan, np.zeros((len(coords), encoder.embed_dim), np.float32), len(coords), started)
 
 
-def _check_outputs(coords_files: Sequence[Path], encoder: Encoder, job: ExtractJob) -> None:
-    """Refuse an output folder holding features of another encoder (they would be kept as if current).
+def _check_run(coords_files: Sequence[Path], encoder: Encoder, job: ExtractJob) -> None:
+    """Refuse, before anything is read, an encoder that cannot embed these rows, and an output folder holding
+    features that resuming would keep although they are not current.
+
+    An item whose coordinates file cannot be read is left to the batch (it fails there).
 
     Raises:
-        PathattnError: a feature file of these slides was made with another encoder or weights.
+        PathattnError: the encoder does not fit a tiling (:func:`pathattn.extract.volume_data.check_encoder`),
+            or a feature file of these items was made from other coordinates, another encoder or weights, or
+            other settings (:mod:`pathattn.extract.resume`), and ``overwrite`` is off.
     """
-    if job.overwrite:
-        return
     for coords_file in coords_files:
         out = job.features_path(coords_file.stem)
-        if out.exists() and not _features_match(out, encoder):
-            raise PathattnError(
-                f"{out} holds features of another encoder or weights than '{encoder.name}'; "
-                "use another --out folder or pass --overwrite"
-            )
+        try:
+            coords = read_coords(coords_file)
+        except PathattnError:
+            continue
+        check_encoder(encoder, coords.attrs, coords_file)
+        if out.exists() and not job.overwrite:
+            current = recipe(encoder, job.precision, job.dtype, coords)
+            refuse_stale(out, coords_file.stem, job.out, current, "volume" if is_volume(coords) else "slide")
 
 
 def extract(
     coords_files: Sequence[Path],
     encoder: Encoder,
     job: ExtractJob,
-    slide_paths: Mapping[str, Path] | None = None,
+    slide_paths: Mapping[str, Source] | None = None,
 ) -> BatchOutcome[ExtractRow]:
-    """Embed every patch of the tiled slides (a :class:`~pathattn.batch.Batch`: manifest, failures, progress).
+    """Embed every patch, slice or 3-D patch of the tiled slides or volumes (a :class:`~pathattn.batch.Batch`:
+    manifest, failures, progress).
 
     Args:
         coords_files: coordinate files of ``pathattn tile`` (or CLAM/TRIDENT with a ``read_size``-less plan).
-        encoder: the encoder (its model, input size and normalisation).
+        encoder: the encoder (its model, input size and normalisation): 2-D for slides and volume slices, 3-D
+            for 3-D patches.
         job: shared settings and the output folder.
-        slide_paths: slide id → slide file, overriding the path recorded at tiling (slides that moved).
+        slide_paths: id → slide file, or → modality → image file for a volume, overriding the paths recorded
+            at tiling (items that moved).
 
     Returns:
         One row per coordinates file, in input order.
 
     Raises:
-        PathattnError: the output folder holds features of another encoder (and ``overwrite`` is off).
+        PathattnError: the encoder does not fit a tiling, or the output folder holds features that are not
+            current (:func:`_check_run`).
     """
-    _check_outputs(coords_files, encoder, job)
+    _check_run(coords_files, encoder, job)
     folders = [job.out / "h5_files", job.out / "pt_files"]
     with Batch("extract", job.out, ExtractRow, folders) as batch:
         pending: list[_Pending] = []
         for coords_file in coords_files:
             try:
                 prepared = _prepare(coords_file, encoder, job, slide_paths or {})
-            except PathattnError as err:
+            except Exception as err:  # noqa: BLE001 - one bad slide or volume must not stop the batch
                 prepared = ExtractRow(coords_file.stem, "failed", embed_dim=encoder.embed_dim,
                                       encoder=encoder.name, error=one_line(err))  # fmt: skip
             if isinstance(prepared, _Pending):
@@ -284,7 +255,7 @@ def extract_batch(
     coords_files: Sequence[Path],
     encoder: Encoder,
     job: ExtractJob,
-    slide_paths: Mapping[str, Path] | None = None,
+    slide_paths: Mapping[str, Source] | None = None,
 ) -> list[ExtractRow]:
     """The rows of :func:`extract` (arguments alike): one per coordinates file, in input order."""
     return extract(coords_files, encoder, job, slide_paths).rows
@@ -299,50 +270,61 @@ def run_extract(
     samples: str | Path | None = None,
     allow_failed: bool = False,
 ) -> int:
-    """``pathattn extract``: embed the tiled slides of a run folder and print the summary; return the exit code.
+    """``pathattn extract``: embed the tiled slides or volumes of a run folder and print the summary; return the
+    exit code.
 
     Args:
         job: shared settings and the output folder.
         coords: the output folder of ``pathattn tile`` (or its ``coords/``).
-        encoder: a preset, a timm model name or ``hf-hub:ORG/NAME``.
+        encoder: a preset (2-D or 3-D), a timm model name or ``hf-hub:ORG/NAME``.
         weights: the encoder's weights file (None: random init).
-        slide_ids: only these slides (default: all).
-        samples: a sample sheet whose ``slide_path`` column overrides the paths recorded at tiling.
+        slide_ids: only these slides or volumes (default: all).
+        samples: a sample sheet whose ``slide_path`` (slides) or ``<modality>_path`` (volumes) columns override
+            the paths recorded at tiling.
         allow_failed: exit 0 even when slides failed.
     """
     files = list(select_ids({f.stem: f for f in find_coords(coords)}, slide_ids, f"--coords {coords}").values())
-    paths = slide_paths(samples)
+    paths = sample_sources(samples)
     resolve_device(job.device)
-    model = create_encoder(encoder, weights)
+    channels = input_channels(files) if encoder in PRESETS_3D else 1
+    model = create_encoder(encoder, weights, in_channels=channels)
     outcome = extract(files, model, job, paths)
     return outcome.report(f" with {model.name} ({model.embed_dim}-d)", allow_failed=allow_failed)
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Clean worker processes: OpenSlide, OpenCV's and OpenMP's thread pools are not fork-safe.
-
-    A fork server (started once per program, with the reading modules preloaded) gives clean workers that
-    start fast; where there is none (Windows), spawn.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pathattn.extract.data"])
-    return context
-
-
 def _embed_all(pending: list[_Pending], encoder: Encoder, job: ExtractJob, batch: Batch[ExtractRow]) -> None:
-    """Run the DataLoader over every pending slide, writing each slide as soon as it is complete."""
+    """Embed every pending slide, writing each as soon as it is complete; if the loader or the model fails (a
+    reading worker killed, the device out of memory), the slides not yet written fail with that error."""
+    try:
+        _embed(pending, encoder, job, batch)
+    except Exception as err:  # noqa: BLE001 - the finished slides are kept, the others recorded as failed
+        for entry in pending:
+            if entry.remaining:
+                entry.row.status, entry.row.error = "failed", one_line(err)
+                entry.row.seconds = round(time.perf_counter() - entry.started, 3)
+                batch.record(entry.row, advance=0)
+
+
+def _embed(pending: list[_Pending], encoder: Encoder, job: ExtractJob, batch: Batch[ExtractRow]) -> None:
+    """Run the DataLoader over every pending slide or volume, writing each as soon as it is complete.
+
+    Batches come back in order, so that the DataLoader hands batch b to worker b mod W and each volume is read
+    by the worker :func:`~pathattn.extract.data.batch_order` meant; a worker preparing its next volume is
+    ahead of the model by up to ``prefetch_factor`` of its batches, which hides the preparation.
+    """
     embed = Embedder(encoder, job)
     workers = resolve_workers(job.workers, embed.device)
+    plans = [p.plan for p in pending]
+    volumes = any(p.pinned for p in plans)
+    context, init = worker_context(VOLUME_PRELOAD if volumes else ()) if workers else (None, None)
     loader = DataLoader(
-        PatchDataset([p.plan for p in pending], encoder.input_size),
-        batch_size=job.batch_size,
+        PatchDataset(plans, encoder.input_size),
+        batch_sampler=batch_order(plans, encoder.input_size, job.batch_size, workers),
         num_workers=workers,
         pin_memory=embed.device.type == "cuda",
-        worker_init_fn=worker_init if workers else None,
+        worker_init_fn=init,
         prefetch_factor=4 if workers else None,
-        multiprocessing_context=_worker_context() if workers else None,
+        multiprocessing_context=context,
     )
     for slide_index, patch_index, images, errors in loader:
         features = embed(images)

@@ -22,7 +22,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write; rename it onto ``path`` when the block succeeds.
 
     The temporary file lives in the target's folder (so the rename is atomic on one file system) and
-    keeps the target's suffix (so writers that choose the format by extension still work).
+    keeps the target's suffix, both parts of a compressed one like ``.nii.gz`` (so writers that choose the
+    format by extension still work).
 
     Args:
         path: the final file.
@@ -36,7 +37,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.stem}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+    suffix = "".join(final.suffixes[-2:]) if final.suffix == ".gz" else final.suffix
+    stem = final.name.removesuffix(suffix)
+    tmp = final.with_name(f".{stem}{TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}{suffix}")
     try:
         yield tmp
         os.replace(tmp, final)
@@ -51,7 +54,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether the process ``pid`` exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -70,7 +74,7 @@ def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
     count = 0
     for stale in Path(folder).glob(f".*{TMP_MARK}*"):
         match = _TMP_PID.search(stale.name)
-        if match and _pid_alive(int(match.group(1))):
+        if match and pid_alive(int(match.group(1))):
             continue
         with contextlib.suppress(FileNotFoundError):
             stale.unlink()

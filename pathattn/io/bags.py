@@ -25,12 +25,13 @@ import torch
 
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import atomic_path
-from pathattn.io.coords import plain_attr
+from pathattn.io.coords import coords_array, open_h5, plain_attr
 from pathattn.io.slide import slide_id_of
 
 BagFormat = Literal["h5", "pt"]
 FEATURE_KEYS = ("features", "feats")  # pathattn / CLAM / TRIDENT, STAMP
 BAG_SUFFIXES = (".h5", ".hdf5", ".pt", ".pth")
+REEXTRACT = "extract it again ('pathattn extract')"
 
 
 @dataclass
@@ -56,14 +57,19 @@ class Bag:
 def _as_matrix(array: np.ndarray, path: Path) -> np.ndarray:
     if array.ndim == 3 and array.shape[0] == 1:  # some tools save (1, N, D)
         array = array[0]
-    if array.ndim != 2:
-        raise PathattnError(f"{path} holds features of shape {array.shape}; expected (patches, features)")
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
+        raise PathattnError(
+            f"{path} holds {array.dtype} features of shape {array.shape}; expected numbers of shape (patches, "
+            f"features): {REEXTRACT}"
+        )
     return array
 
 
 def _read_pt(path: Path) -> Bag:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError:
+        raise PathattnError(f"cannot read feature file {path}: permission denied; give your user read access") from None
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
         raise PathattnError(f"{path} is not a readable torch file ({type(err).__name__}); re-extract it") from None
     if isinstance(obj, Mapping):
@@ -78,27 +84,25 @@ def _read_pt(path: Path) -> Bag:
     return Bag(slide_id_of(path), _as_matrix(obj.float().numpy() if obj.dtype == torch.bfloat16 else obj.numpy(), path))
 
 
+def _feature_key(f: h5py.File, path: Path) -> str:
+    key = next((k for k in FEATURE_KEYS if k in f), None)
+    if key is None:
+        raise PathattnError(f"{path} has no 'features' dataset; pass a feature file ('pathattn extract')")
+    return key
+
+
 def _read_h5(path: Path) -> Bag:
-    try:
-        with h5py.File(path, "r") as f:
-            key = next((k for k in FEATURE_KEYS if k in f), None)
-            if key is None:
-                raise PathattnError(f"{path} has no 'features' dataset; pass a feature file ('pathattn extract')")
-            attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
-            attrs.update({k: plain_attr(v) for k, v in f[key].attrs.items() if k not in attrs})
-            features = _as_matrix(np.asarray(f[key][:]), path)
-            coords = None
-            if "coords" in f:
-                attrs["coords"] = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
-                coords = np.asarray(f["coords"][:])
-                if attrs.get("unit") == "um" or np.issubdtype(coords.dtype, np.floating):
-                    coords = None  # STAMP stores µm, not level-0 pixels: not usable without the slide's mpp
-                else:
-                    coords = coords.astype(np.int64).reshape(-1, 2)
-    except FileNotFoundError:
-        raise PathattnError(f"feature file not found: {path}") from None
-    except OSError as err:
-        raise PathattnError(f"{path} is not a readable HDF5 file ({err}); re-extract it") from None
+    with open_h5(path, "feature file", REEXTRACT) as f:
+        key = _feature_key(f, path)
+        attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
+        attrs.update({k: plain_attr(v) for k, v in f[key].attrs.items() if k not in attrs})
+        features = _as_matrix(np.asarray(f[key][:]), path)
+        coords = None
+        if "coords" in f:
+            attrs["coords"] = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
+            if attrs.get("unit") != "um" and not np.issubdtype(f["coords"].dtype, np.floating):
+                coords = coords_array(f["coords"], path, REEXTRACT)
+            # else STAMP's µm coordinates: not level-0 pixels, not usable without the slide's mpp
     if coords is not None and len(coords) != len(features):
         raise PathattnError(f"{path} has {len(features)} feature rows but {len(coords)} coordinates")
     return Bag(slide_id_of(path), features, coords, attrs)
@@ -119,14 +123,15 @@ def read_bag(path: str | os.PathLike[str]) -> Bag:
 
 
 def read_checked_bag(
-    path: str | os.PathLike[str], expected_dim: int | None = None, expected_by: str = "the other slides"
+    path: str | os.PathLike[str], expected_dim: int | None = None, expected_by: str = "the other slides take"
 ) -> Bag:
     """A bag whose (N, D) features are float32, finite and of the expected size.
 
     Args:
         path: the feature file.
         expected_dim: the feature size D the caller needs (None: any).
-        expected_by: who needs it, for the message (``the other slides``, ``the checkpoint``).
+        expected_by: who needs it, for the message, ending with its verb (``the other slides take``,
+            ``the model of CKPT takes``).
 
     Raises:
         PathattnError: the file cannot be read, holds NaN/Inf, or D differs from ``expected_dim``.
@@ -138,10 +143,22 @@ def read_checked_bag(
         raise PathattnError(f"{path} has NaN or Inf features in {bad} patches; re-extract the slide")
     if expected_dim is not None and bag.features.shape[1] != expected_dim:
         raise PathattnError(
-            f"{path} has {bag.features.shape[1]}-d features but {expected_by} take {expected_dim}-d; "
-            "use features of one encoder (the one the model was trained on)"
+            f"{path} has {bag.features.shape[1]}-d features but {expected_by} {expected_dim}-d; "
+            "features and model must come from the same encoder"
         )
     return bag
+
+
+def bag_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The file attributes of a pathattn feature file (encoder, weights, settings), without reading its features.
+
+    Raises:
+        PathattnError: the file is missing, unreadable or holds no features.
+    """
+    path = Path(path)
+    with open_h5(path, "feature file", REEXTRACT) as f:
+        _feature_key(f, path)
+        return {k: plain_attr(v) for k, v in f.attrs.items()}
 
 
 def bag_shape(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -183,7 +200,8 @@ def write_features(
     Args:
         path: the ``.h5`` file.
         features: (N, D) float32 or float16.
-        coords: (N, 2) int64 level-0 top-left x, y, or None for a bag without coordinates.
+        coords: (N, 2) int64 level-0 top-left x, y, (N, 3) voxel i, j, k of a volume, or None for a bag
+            without coordinates.
         coords_attrs: attributes of the ``coords`` dataset (those of the tiling file).
         attrs: file attributes (encoder, weights hash, ...); ``encoder`` and ``name`` also go on
             the array as TRIDENT does.
@@ -201,7 +219,9 @@ def write_features(
             if key in attrs:
                 feats.attrs[key] = attrs[key]
         if coords is not None:
-            dataset = f.create_dataset("coords", data=np.asarray(coords, np.int64).reshape(-1, 2))
+            coords = np.asarray(coords, np.int64)
+            width = coords.shape[-1] if coords.ndim == 2 else 2  # (N, 2) slides, (N, 3) volumes
+            dataset = f.create_dataset("coords", data=coords.reshape(-1, width))
             for key, value in coords_attrs.items():
                 dataset.attrs[key] = value
         for key, value in attrs.items():

@@ -2,7 +2,8 @@
 
 Layout (``docs/formats.md`` has the full table)::
 
-    coords               (N, 2) int64   level-0 top-left x, y of each patch
+    coords               (N, 2) int64   level-0 top-left x, y of each patch (slides), or
+                         (N, 3) int64   voxel i, j, k of each slice or 3-D patch origin (volumes)
         attrs: patch_size, patch_level, downsample, level_dim, downsampled_level_dim, level0_width,
                level0_height, patch_size_level0, target_mpp, mpp_level0, mpp_source, overlap,
                target_magnification, level0_magnification, name, ... (pathattn additions)
@@ -16,9 +17,10 @@ CLAM reads ``coords`` with ``patch_size``/``patch_level``; TRIDENT reads ``coord
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,15 +63,16 @@ def write_coords(path: str | os.PathLike[str], data: PatchCoords) -> None:
         ValueError: the arrays do not have N rows each.
     """
     n = len(data.coords)
+    width = 3 if np.ndim(data.coords) == 2 and np.shape(data.coords)[1] == 3 else 2
     annotation = np.asarray(data.annotation_fraction, np.float32).reshape(n, len(data.classes))
     if data.tissue_fraction is not None and len(data.tissue_fraction) != n:
         raise ValueError(f"tissue_fraction has {len(data.tissue_fraction)} rows for {n} coordinates")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         coords = f.create_dataset(
             "coords",
-            data=np.asarray(data.coords, np.int64).reshape(n, 2),
-            maxshape=(None, 2),
-            chunks=(max(1, min(n, 4096)), 2),
+            data=np.asarray(data.coords, np.int64).reshape(n, width),
+            maxshape=(None, width),
+            chunks=(max(1, min(n, 4096)), width),
         )
         for key, value in data.attrs.items():
             coords.attrs[key] = value
@@ -80,31 +83,66 @@ def write_coords(path: str | os.PathLike[str], data: PatchCoords) -> None:
         ann.attrs["classes"] = json.dumps(list(data.classes))
 
 
+@contextlib.contextmanager
+def open_h5(path: Path, kind: str, fix: str) -> Iterator[h5py.File]:
+    """Open an HDF5 file to read; a missing, unreadable or damaged file becomes one :class:`PathattnError` line.
+
+    Errors raised while the block reads the file (a truncated dataset) are reported the same way.
+
+    Args:
+        path: the file.
+        kind: what the file is, for the message (``coordinates file``, ``feature file``).
+        fix: what to do about a missing or damaged file (the end of the message).
+
+    Raises:
+        PathattnError: the file is missing, cannot be read for lack of permission, or is not a readable HDF5 file.
+    """
+    try:
+        with h5py.File(path, "r") as f:
+            yield f
+    except FileNotFoundError:
+        raise PathattnError(f"{kind} not found: {path}; {fix}") from None
+    except PermissionError:
+        raise PathattnError(f"cannot read {kind} {path}: permission denied; give your user read access") from None
+    except IsADirectoryError:
+        raise PathattnError(f"{path} is a folder, not a {kind}; {fix}") from None
+    except OSError as err:
+        raise PathattnError(f"{path} is not a readable HDF5 file ({err}); {fix}") from None
+
+
+def coords_array(dataset: h5py.Dataset, path: Path, fix: str) -> np.ndarray:
+    """A ``coords`` dataset as int64, (N, 2) for slides or (N, 3) for volumes, after checking its shape and type.
+
+    Raises:
+        PathattnError: the dataset is not (N, 2) or (N, 3) numbers; the message ends with ``fix``.
+    """
+    if dataset.ndim != 2 or dataset.shape[1] not in (2, 3) or not np.issubdtype(dataset.dtype, np.number):
+        raise PathattnError(
+            f"{path}: 'coords' is {dataset.dtype} of shape {dataset.shape}, not (patches, 2) level-0 x, y pixels "
+            f"or (patches, 3) voxel i, j, k; {fix}"
+        )
+    return np.asarray(dataset[:], np.int64)
+
+
 def read_coords(path: str | os.PathLike[str]) -> PatchCoords:
     """Read a coordinates file written by pathattn, CLAM or TRIDENT.
 
     Raises:
-        PathattnError: the file is missing, unreadable, or has no ``coords`` dataset.
+        PathattnError: the file is missing, unreadable, has no ``coords`` dataset or one that is not (N, 2).
     """
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            if "coords" not in f:
-                raise PathattnError(f"{path} has no 'coords' dataset; pass a coordinates file from 'pathattn tile'")
-            coords = f["coords"]
-            attrs = {k: plain_attr(v) for k, v in coords.attrs.items()}
-            data = PatchCoords(np.asarray(coords[:], np.int64).reshape(-1, 2), attrs)
-            if "tissue_fraction" in f:
-                data.tissue_fraction = np.asarray(f["tissue_fraction"][:], np.float32)
-            if "annotation_fraction" in f:
-                data.classes = json.loads(f["annotation_fraction"].attrs.get("classes", "[]"))
-                data.annotation_fraction = np.asarray(f["annotation_fraction"][:], np.float32)
-            else:
-                data.annotation_fraction = np.zeros((len(data.coords), 0), np.float32)
-    except FileNotFoundError:
-        raise PathattnError(f"coordinates file not found: {path}; run 'pathattn tile' first") from None
-    except OSError as err:
-        raise PathattnError(f"{path} is not a readable HDF5 file ({err}); delete it and tile again") from None
+    path, fix = Path(path), "run 'pathattn tile' again"
+    with open_h5(path, "coordinates file", fix) as f:
+        if "coords" not in f:
+            raise PathattnError(f"{path} has no 'coords' dataset; pass a coordinates file from 'pathattn tile'")
+        attrs = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
+        data = PatchCoords(coords_array(f["coords"], path, fix), attrs)
+        if "tissue_fraction" in f:
+            data.tissue_fraction = np.asarray(f["tissue_fraction"][:], np.float32)
+        if "annotation_fraction" in f:
+            data.classes = json.loads(f["annotation_fraction"].attrs.get("classes", "[]"))
+            data.annotation_fraction = np.asarray(f["annotation_fraction"][:], np.float32)
+        else:
+            data.annotation_fraction = np.zeros((len(data.coords), 0), np.float32)
     return data
 
 

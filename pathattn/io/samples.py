@@ -65,12 +65,15 @@ def _sniff_delimiter(path: Path, header: str) -> str:
     return "\t" if path.suffix.lower() in (".tsv", ".tab") or header.count("\t") > header.count(",") else ","
 
 
-def read_table(path: str | os.PathLike[str], required: Iterable[str] = ()) -> list[dict[str, str]]:
+def read_table(
+    path: str | os.PathLike[str], required: Iterable[str] = (), aliases: Mapping[str, str] | None = None
+) -> list[dict[str, str]]:
     """The rows of a CSV or TSV file (the delimiter is detected), values stripped of spaces.
 
     Args:
         path: the file.
         required: columns that must be present.
+        aliases: column → another column that stands for it when it is absent (``slide_id`` → ``volume_id``).
 
     Raises:
         PathattnError: the file is missing, empty, or lacks a required column.
@@ -82,6 +85,8 @@ def read_table(path: str | os.PathLike[str], required: Iterable[str] = ()) -> li
         raise PathattnError(f"--samples file not found: {path}") from None
     reader = csv.DictReader(text.splitlines(), delimiter=_sniff_delimiter(path, text.partition("\n")[0]))
     rows = [{k.strip(): (v or "").strip() for k, v in row.items() if k is not None} for row in reader]
+    for column, alias in (aliases or {}).items():
+        rows = [{column: row[alias], **row} if column not in row and alias in row else row for row in rows]
     if not rows:
         raise PathattnError(f"--samples {path} has no rows; it needs a header line and one line per slide")
     missing = [c for c in required if c not in rows[0]]

@@ -5,7 +5,8 @@ per-patch score (a patch classifier's probability, a CAM per patch) can use the 
 
     attention  (N, K) float32  raw (pre-softmax) scores of K heads; -inf (non-finite) at masked patches
                (another dataset name for other scores; (N,) and (N, h, w) per-patch maps are read too)
-    coords     (N, 2) int64    level-0 top-left x, y, with the tiling attributes (docs/formats.md)
+    coords     (N, 2) int64    level-0 top-left x, y (slides) or (N, 3) voxel i, j, k (volumes), with the tiling
+                               attributes (docs/formats.md)
     file attributes: model, slide_id, checkpoint (for attention)
 
 This module is the one reader and writer of these files: ``heatmap``, ``evaluate`` and ``report`` read them
@@ -20,12 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from pathattn.errors import PathattnError
 from pathattn.io.bags import write_features
-from pathattn.io.coords import plain_attr
+from pathattn.io.coords import coords_array, open_h5, plain_attr
 
 ATTENTION = "attention"
 
@@ -37,7 +37,7 @@ class PatchScores:
     Args:
         slide_id: the slide (file attribute ``slide_id``, else the ``name`` attribute of ``coords``, else the
             file name).
-        coords: (N, 2) int64 level-0 top-left x, y of the patches.
+        coords: (N, 2) int64 level-0 top-left x, y of the patches, or (N, 3) voxel i, j, k of a volume's rows.
         values: (N,), (N, K) scores of K heads, or (N, h, w) per-patch maps, float64; non-finite: masked patch.
         attrs: the tiling attributes of ``coords`` (``patch_size_level0``, ``slide_path``, ``mpp_level0``, ...).
         file_attrs: the file's attributes (``model``, ``checkpoint``, ...).
@@ -99,23 +99,18 @@ def read_patch_scores(path: str | os.PathLike[str], dataset: str = ATTENTION) ->
         PathattnError: the file is missing or unreadable, lacks the dataset or ``coords``, its scores are not
             (N,), (N, K) or (N, h, w), or its arrays disagree in length.
     """
-    path = Path(path)
-    try:
-        with h5py.File(path, "r") as f:
-            for name in (dataset, "coords"):
-                if name not in f:
-                    raise PathattnError(
-                        f"{path} has no '{name}' dataset; pass a score file written by 'pathattn predict' "
-                        "(or name the dataset of its scores)"
-                    )
-            coords = np.asarray(f["coords"][:], np.int64).reshape(-1, 2)
-            values = np.asarray(f[dataset][:], np.float64)
-            attrs = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
-            file_attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
-    except FileNotFoundError:
-        raise PathattnError(f"score file not found: {path}; run 'pathattn predict' first") from None
-    except OSError as err:
-        raise PathattnError(f"{path} is not a readable HDF5 file ({err}); run 'pathattn predict' again") from None
+    path, fix = Path(path), "run 'pathattn predict' again"
+    with open_h5(path, "score file", fix) as f:
+        for name in (dataset, "coords"):
+            if name not in f:
+                raise PathattnError(
+                    f"{path} has no '{name}' dataset; pass a score file written by 'pathattn predict' "
+                    "(or name the dataset of its scores)"
+                )
+        coords = coords_array(f["coords"], path, fix)
+        values = np.asarray(f[dataset][:], np.float64)
+        attrs = {k: plain_attr(v) for k, v in f["coords"].attrs.items()}
+        file_attrs = {k: plain_attr(v) for k, v in f.attrs.items()}
     if values.ndim not in (1, 2, 3):
         raise PathattnError(f"{path}: scores must be (N,), (N, K) or (N, h, w) maps; got shape {values.shape}")
     if len(values) != len(coords):
@@ -140,7 +135,8 @@ def write_patch_scores(
     Args:
         path: the ``.h5`` file.
         values: (N, K) float32 scores.
-        coords: (N, 2) level-0 top-left x, y (those of the feature file the scores were computed on).
+        coords: (N, 2) level-0 top-left x, y or (N, 3) voxel i, j, k (those of the feature file the scores were
+            computed on).
         coords_attrs: the tiling attributes of ``coords``.
         attrs: file attributes (``model``, ``slide_id``, ``checkpoint``).
         dataset: the scores' dataset name.

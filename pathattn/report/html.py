@@ -95,8 +95,11 @@ def write_report(inputs: ReportInputs, out: str | os.PathLike[str], title: str |
         The path written.
 
     Raises:
-        PathattnError: no section has its inputs (nothing to report yet).
+        PathattnError: ``out`` is a folder or cannot be written, or no section has its inputs (nothing to report).
     """
+    out = Path(out)
+    if out.is_dir():
+        raise PathattnError(f"--out {out} is a folder; pass the HTML file to write (e.g. {out / 'report.html'})")
     sections = build_sections(inputs)
     if not sections:
         raise PathattnError(
@@ -104,5 +107,11 @@ def write_report(inputs: ReportInputs, out: str | os.PathLike[str], title: str |
             f"heatmaps in {', '.join(s + '/' for s in STAGES)}); run the pipeline first"
         )
     html = render_sections(sections, inputs, title or f"pathattn report: {inputs.layout.root.resolve().name}")
-    write_text_atomic(out, html)
-    return Path(out)
+    try:
+        write_text_atomic(out, html)
+    except OSError as err:
+        raise PathattnError(
+            f"--out {out} cannot be written ({err.strerror or type(err).__name__}); pass a file in a folder you can "
+            "write"
+        ) from None
+    return out

@@ -208,10 +208,12 @@ class ReportInputs:
 def _sample_sheet(path: Path) -> tuple[dict[str, dict[str, str]], dict[str, SlideEntry]]:
     """Rows by slide id, and the slides of a sheet with a ``slide_path`` column (paths resolved).
 
+    A volume sheet (``volume_id`` and ``<modality>_path`` columns) gives its rows by volume id and no slides.
+
     Raises:
         PathattnError: the sheet is missing or empty, or has neither a slide_id nor a slide_path column.
     """
-    rows = read_table(path)
+    rows = read_table(path, aliases={"slide_id": "volume_id"})  # a volume sheet's volume_id stands for slide_id
     if any(c in rows[0] for c in PATH_COLUMNS):
         entries = read_sample_sheet(path)
         return {e.slide_id: {"slide_id": e.slide_id, **e.extra} for e in entries}, {e.slide_id: e for e in entries}

@@ -11,45 +11,20 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
 from pathattn.errors import PathattnError
+from pathattn.report.common import Section, cell, fmt, prediction_text, slide_score
 from pathattn.report.figures import image_uri, km_figure, roc_pr_figure
 from pathattn.report.inputs import COMMANDS, ReportInputs, numbers, read_rows
 from pathattn.report.slides import heatmap_ids, slide_images
 from pathattn.report.stats import logrank_test
+from pathattn.report.volume_section import volume_section
 from pathattn.scoremaps.images import read_rgb
 
 CI_SUFFIXES = ("_ci_low", "_ci_high")
-
-
-@dataclass(frozen=True)
-class Section:
-    """One section of the report.
-
-    Args:
-        key: its HTML id (``#key`` links to it).
-        title: its heading.
-        template: the Jinja2 source of its body; it sees ``data``.
-        data: what the body shows.
-    """
-
-    key: str
-    title: str
-    template: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-def fmt(value: float | str | None, digits: int = 3) -> str:
-    """A metric value as text: ``digits`` decimals, ``n/a`` for None or nan."""
-    if value is None or value == "":
-        return "n/a"
-    value = float(value)
-    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
 
 
 def _oof_labels(inputs: ReportInputs) -> np.ndarray:
@@ -71,48 +46,17 @@ def risk_groups(inputs: ReportInputs) -> dict[str, str]:
     return {slide_id: "high" if h else "low" for slide_id, h in zip(inputs.oof, high, strict=True)}
 
 
-def slide_score(inputs: ReportInputs, slide_id: str) -> float | None:
-    """The number that orders the heatmaps, highest first (None: the slide has no prediction).
-
-    P(class 1) of a binary classifier, the top probability of a multi-class one, the risk of a survival
-    model: out of fold where the training run has the slide, else from ``pathattn predict``.
-    """
-    row = inputs.oof.get(slide_id) or inputs.predicted.get(slide_id) or {}
-    try:
-        if row.get("risk"):
-            return float(row["risk"])
-        probs = [float(value) for key, value in row.items() if key.startswith("prob_") and value]
-    except ValueError:
-        return None
-    if not probs:
-        return None
-    return probs[1] if len(probs) == 2 else max(probs)
-
-
-def _prediction_text(row: Mapping[str, str]) -> str:
-    prediction, risk = row.get("prediction", ""), row.get("risk", "")
-    if prediction:
-        prob = row.get(f"prob_{prediction}", "")
-        return f"{prediction} (p={fmt(prob)})" if prob else prediction
-    return f"risk {fmt(risk)}" if risk else ""
-
-
-def _cell(inputs: ReportInputs, slide_id: str, key: str) -> str:
-    """A column of the slide from the training predictions, else the sample sheet."""
-    return inputs.oof.get(slide_id, {}).get(key) or inputs.samples.get(slide_id, {}).get(key, "")
-
-
 def _cohort_columns(inputs: ReportInputs) -> list[tuple[str, Callable[[str], str]]]:
     tiles, features = inputs.manifests.get("tiles", {}), inputs.manifests.get("features", {})
     groups = risk_groups(inputs) if inputs.task == "survival" and inputs.oof else {}
     columns: list[tuple[str, Callable[[str], str]]] = [
-        ("patient", lambda s: _cell(inputs, s, "patient_id")),
-        ("label", lambda s: _cell(inputs, s, "label")),
-        ("time", lambda s: _cell(inputs, s, "time")),
-        ("event", lambda s: _cell(inputs, s, "event")),
+        ("patient", lambda s: cell(inputs, s, "patient_id")),
+        ("label", lambda s: cell(inputs, s, "label")),
+        ("time", lambda s: cell(inputs, s, "time")),
+        ("event", lambda s: cell(inputs, s, "event")),
         ("patches", lambda s: tiles.get(s, {}).get("n_patches") or features.get(s, {}).get("n_patches", "")),
         ("mpp", lambda s: fmt(tiles[s]["mpp"]) if tiles.get(s, {}).get("mpp") else ""),
-        ("out-of-fold prediction", lambda s: _prediction_text(inputs.oof.get(s, {}))),
+        ("out-of-fold prediction", lambda s: prediction_text(inputs.oof.get(s, {}))),
         ("risk group", lambda s: groups.get(s, "")),
         ("fold", lambda s: inputs.oof.get(s, {}).get("fold", "")),
     ]
@@ -137,7 +81,7 @@ def cohort_section(inputs: ReportInputs) -> Section | None:
     cells = [[get(s) for _, get in columns] for s in slide_ids]
     kept = [i for i in range(len(columns)) if any(row[i] for row in cells)]
     rows = [[slide_id, *(row[i] for i in kept)] for slide_id, row in zip(slide_ids, cells, strict=True)]
-    patients = {_cell(inputs, s, "patient_id") for s in slide_ids} - {""}
+    patients = {cell(inputs, s, "patient_id") for s in slide_ids} - {""}
     data = {"headers": ["slide", *(columns[i][0] for i in kept)], "rows": rows, "n_patients": len(patients)}
     return Section("cohort", "Cohort", COHORT_HTML, data)
 
@@ -258,8 +202,8 @@ def heatmaps_section(inputs: ReportInputs) -> Section | None:
         images = slide_images(
             slide_id, folder, inputs.annotations, inputs.layout.path("tiles"), inputs.slides.get(slide_id)
         )
-        truth = _cell(inputs, slide_id, "label")
-        out_of_fold = _prediction_text(inputs.oof.get(slide_id, {}))
+        truth = cell(inputs, slide_id, "label")
+        out_of_fold = prediction_text(inputs.oof.get(slide_id, {}))
         figures.append({"images": images, "truth": truth, "out_of_fold": out_of_fold})
     data = {"figures": figures, "omitted": len(ordered) - len(shown), "total": len(ordered)}
     return Section("heatmaps", "Attention heatmaps", HEATMAPS_HTML, data)
@@ -376,6 +320,8 @@ def wsol_section(inputs: ReportInputs) -> Section | None:
         methods, calibration = metrics["methods"], metrics["calibration"]
     except (ValueError, KeyError, TypeError) as err:
         raise PathattnError(f"{path} is not the output of 'pathattn evaluate wsol' ({err}); run it again") from None
+    if metrics.get("kind") == "volumes":
+        return None  # shown by the volume section (pathattn.report.volume_section)
     rows = [[method, split, *(fmt(values.get(key)) for key in WSOL_COLUMNS.values())]
             for method, splits in methods.items() for split, values in splits.items()]  # fmt: skip
     curves = study.wsol_curves
@@ -397,6 +343,7 @@ SECTIONS: list[Callable[[ReportInputs], Section | None]] = [
     curves_section,
     survival_section,
     heatmaps_section,
+    volume_section,
     explain_section,
     wsol_section,
     stages_section,

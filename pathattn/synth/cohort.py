@@ -9,16 +9,51 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pathattn.errors import PathattnError
 from pathattn.io.atomic import remove_stale_temporaries, write_text_atomic
 from pathattn.synth.wsi import DEFAULT_SIZE, plan_slide, render_slide, write_slide, write_truth
 
 CSV_COLUMNS = ("slide_id", "patient_id", "label", "time", "event", "slide_path")
+BYTES_PER_PIXEL = 24  # peak memory of rendering and writing one slide, per level-0 pixel (measured: 16-24)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory a new allocation can use: ``MemAvailable`` (Linux), else the physical memory (None: unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows)
+        return None
+
+
+def check_slide_memory(width: int, height: int) -> None:
+    """Refuse a slide size whose rendering would not fit in memory, before anything is allocated.
+
+    A slide is rendered whole: about :data:`BYTES_PER_PIXEL` bytes per level-0 pixel at the peak.
+
+    Raises:
+        PathattnError: naming ``--width`` and ``--height``, the memory needed and the memory available.
+    """
+    needed, available = width * height * BYTES_PER_PIXEL, available_memory()
+    if available is not None and needed > available:
+        raise PathattnError(
+            f"--width {width} x --height {height} px needs about {needed / 2**30:,.1f} GiB of memory to render one "
+            f"slide, more than the {available / 2**30:,.1f} GiB available; use smaller --width/--height (the "
+            f"defaults are {DEFAULT_SIZE['width']} x {DEFAULT_SIZE['height']})"
+        )
 
 
 def _patients(seed: int, n_slides: int) -> list[tuple[int, int, float]]:
@@ -84,11 +119,15 @@ def generate_cohort(
 
     Returns:
         The path of ``samples.csv``.
+
+    Raises:
+        PathattnError: the slides would not fit in memory (:func:`check_slide_memory`).
     """
     out = Path(out)
     if set(slide_kwargs) - set(DEFAULT_SIZE):
         raise TypeError(f"generate_cohort() takes only {sorted(DEFAULT_SIZE)} as slide options")
     size = {**DEFAULT_SIZE, **slide_kwargs}
+    check_slide_memory(size["width"], size["height"])
     params = {"generator": "pathattn.synth.wsi/1", "seed": seed, **size}
     try:
         previous = json.loads((out / "cohort.json").read_text(encoding="utf-8"))["params"]

@@ -11,29 +11,48 @@ Two ways to choose the network of a slide:
 
 Outputs under ``OUT``::
 
-    OUT/predictions.csv             slide_id, n_patches, prediction and prob_<class> (or risk), checkpoint
+    OUT/predictions.csv             slide_id, n_patches, prediction and prob_<class> (or risk), checkpoint:
+                                    one row per predicted slide
     OUT/attention/{slide_id}.h5     attention (N, K) float32 raw (pre-softmax) scores of K heads, aligned
-                                    with coords (N, 2) copied from the feature file (with the tiling
-                                    attributes), file attributes model, slide_id, checkpoint
+                                    with coords (N, 2) (slides) or (N, 3) (volumes) copied from the feature
+                                    file (with the tiling attributes), file attributes model, slide_id,
+                                    checkpoint
+    OUT/manifest.csv                one row per slide: done, empty (no patch: no prediction) or failed, with
+                                    the reason (unreadable features, NaN features, another feature size)
+
+The slides run through a :class:`~pathattn.batch.Batch`: a slide that fails is recorded and the others are
+predicted, and the temporary files of a killed run are removed from ``OUT/attention/``. A slide that fails
+or is empty keeps no attention file of an earlier run.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from pathattn.batch import Batch, BatchOutcome, BatchRow
 from pathattn.devices import resolve_device
 from pathattn.errors import PathattnError
 from pathattn.io.bags import find_bags, read_checked_bag
+from pathattn.io.ids import check_id, output_path
 from pathattn.io.manifest import write_csv
-from pathattn.io.runs import run_checkpoints
+from pathattn.io.runs import checkpoint_file, models_by_checkpoint, run_checkpoints
 from pathattn.io.samples import select_ids
 from pathattn.io.scores import write_patch_scores
-from pathattn.models.trained import CheckpointFormat, TrainedModel, load_trained
+from pathattn.models.trained import CheckpointFormat, TrainedModel
+
+
+@dataclass(kw_only=True)
+class PredictRow(BatchRow):
+    """One row of ``OUT/manifest.csv``."""
+
+    n_patches: int = 0
+    checkpoint: str = ""
 
 
 def _feature_files(features: Path, slide_ids: Sequence[str] | None) -> dict[str, Path]:
@@ -45,45 +64,31 @@ def _feature_files(features: Path, slide_ids: Sequence[str] | None) -> dict[str,
     return select_ids(found, slide_ids, f"--features {features}")
 
 
-def _predict_slide(model: TrainedModel, slide_id: str, path: Path, checkpoint: Path, out: Path) -> dict[str, object]:
-    """Predict one bag, write its attention file, and return its row of ``predictions.csv``."""
-    bag = read_checked_bag(path, model.in_dim, "the checkpoint's model")
-    features = bag.features
-    row: dict[str, object] = {"slide_id": slide_id, "n_patches": len(features)}
-    if len(features) == 0:
-        return row | {"prediction": "", "checkpoint": str(checkpoint)}
-    scores, attention = (t.numpy() for t in model.predict_bag(torch.from_numpy(features)))
+def _predict_slide(
+    item: tuple[str, Path], model: TrainedModel, checkpoint: Path, out: Path, predictions: dict[str, dict[str, object]]
+) -> PredictRow:
+    """Predict one bag, write its attention file and keep its row of ``predictions.csv``; errors propagate."""
+    slide_id, path = item
+    target = output_path(out, "attention", f"{check_id(slide_id)}.h5")
+    target.unlink(missing_ok=True)  # a slide that fails now keeps no attention of an earlier run
+    bag = read_checked_bag(path, model.in_dim, f"the model of {checkpoint} takes")
+    row = PredictRow(slide_id, n_patches=len(bag), checkpoint=str(checkpoint))
+    if len(bag) == 0:
+        row.status = "empty"
+        return row
+    scores, attention = (t.numpy() for t in model.predict_bag(torch.from_numpy(bag.features)))
+    if not np.isfinite(scores).all():
+        raise PathattnError(f"the model of {checkpoint} gives non-finite outputs on {path}; check the checkpoint")
+    prediction: dict[str, object] = {"slide_id": slide_id, "n_patches": len(bag)}
     if model.task == "classification":
-        row["prediction"] = model.class_names[int(np.argmax(scores))]
-        row |= {f"prob_{name}": float(p) for name, p in zip(model.class_names, scores, strict=True)}
+        prediction["prediction"] = model.class_names[int(np.argmax(scores))]
+        prediction |= {f"prob_{name}": float(p) for name, p in zip(model.class_names, scores, strict=True)}
     else:
-        row |= {"prediction": "", "risk": float(scores[0])}
+        prediction |= {"prediction": "", "risk": float(scores[0])}
     attrs = {"model": model.name, "slide_id": slide_id, "checkpoint": str(checkpoint)}
-    coords_attrs = bag.attrs.get("coords", {})
-    write_patch_scores(out / "attention" / f"{slide_id}.h5", attention, bag.coords, coords_attrs, attrs)
-    return row | {"checkpoint": str(checkpoint)}
-
-
-@torch.inference_mode()
-def _predict_all(
-    checkpoints: Mapping[str, Path],
-    files: Mapping[str, Path],
-    out: Path,
-    device: str,
-    checkpoint_format: CheckpointFormat,
-) -> list[dict[str, object]]:
-    """Predict every slide of ``files`` with its checkpoint (each checkpoint loaded once); write the CSV."""
-    rows = []
-    for checkpoint in sorted(set(checkpoints.values())):
-        model = load_trained(checkpoint, device, checkpoint_format)
-        rows += [
-            _predict_slide(model, slide_id, files[slide_id], checkpoint, out)
-            for slide_id in sorted(files)
-            if checkpoints[slide_id] == checkpoint
-        ]
-    rows.sort(key=lambda row: str(row["slide_id"]))
-    write_csv(out / "predictions.csv", rows)
-    return rows
+    write_patch_scores(target, attention, bag.coords, bag.attrs.get("coords", {}), attrs)
+    predictions[slide_id] = prediction | {"checkpoint": str(checkpoint)}
+    return row
 
 
 def slide_checkpoints(
@@ -115,12 +120,12 @@ def slide_checkpoints(
     if run is not None:
         checkpoints = select_ids(run_checkpoints(run), slide_ids, f"--run {run} (the slides it was trained on)")
         return checkpoints, _feature_files(Path(features), list(checkpoints))
-    if not Path(checkpoint).is_file():
-        raise PathattnError(f"--checkpoint not found: {checkpoint}")
+    checkpoint = checkpoint_file(checkpoint)
     files = _feature_files(Path(features), slide_ids)
-    return dict.fromkeys(files, Path(checkpoint)), files
+    return dict.fromkeys(files, checkpoint), files
 
 
+@torch.inference_mode()
 def predict(
     features: str | Path,
     out: str | Path,
@@ -129,8 +134,10 @@ def predict(
     slide_ids: Sequence[str] | None = None,
     device: str = "cpu",
     checkpoint_format: CheckpointFormat = "auto",
-) -> list[dict[str, object]]:
+) -> BatchOutcome[PredictRow]:
     """Predict slides with one checkpoint, or each slide of a run out of fold (module docstring).
+
+    Each checkpoint is loaded once; one that cannot be loaded fails its slides.
 
     Args:
         features: folder of feature files.
@@ -143,14 +150,21 @@ def predict(
             (:func:`pathattn.models.trained.load_trained`).
 
     Returns:
-        The rows of ``predictions.csv`` (also summarised in one line on stderr).
+        The manifest rows of the slides, in slide id order (:meth:`~pathattn.batch.BatchOutcome.report` prints
+        the summary and gives the exit code).
 
     Raises:
-        PathattnError: the errors of :func:`slide_checkpoints`, an unknown device, an unreadable checkpoint, or
-            features of another size than the model's.
+        PathattnError: the errors of :func:`slide_checkpoints`, an unknown device, or ``out`` naming a file.
     """
     checkpoints, files = slide_checkpoints(features, checkpoint, run, slide_ids)
-    rows = _predict_all(checkpoints, files, Path(out), str(resolve_device(device)), checkpoint_format)
-    print(f"predict: {len(rows)} slides; predictions: {out}/predictions.csv, attention: {out}/attention/",
-          file=sys.stderr)  # fmt: skip
-    return rows
+    device, out = str(resolve_device(device)), Path(out)
+    predictions: dict[str, dict[str, object]] = {}
+    with Batch("predict", out, PredictRow, [out / "attention"], total=len(files)) as batch:
+        for model, used, ids in models_by_checkpoint(batch, checkpoints, device, checkpoint_format):
+            work = functools.partial(_predict_slide, model=model, checkpoint=used, out=out, predictions=predictions)
+            batch.run([(s, files[s]) for s in ids], work, lambda item: item[0])
+    if predictions:
+        write_csv(out / "predictions.csv", [predictions[s] for s in sorted(predictions)])
+    else:
+        (out / "predictions.csv").unlink(missing_ok=True)  # no slide predicted: no table of an earlier run
+    return batch.outcome(sorted(files))

@@ -75,7 +75,8 @@ class Splits:
         return self.folds[index]
 
 
-def _shorten(ids: Iterable[object]) -> str:
+def shorten(ids: Iterable[object]) -> str:
+    """The first few of ``ids``, comma-separated, and how many there are when there are more."""
     ids = [str(i) for i in ids]
     return ", ".join(ids[:_SHOW]) + (f", ... ({len(ids)} in all)" if len(ids) > _SHOW else "")
 
@@ -98,7 +99,7 @@ def slide_ids(table: Table, source: str = "samples.csv") -> list[str]:
     seen: set[str] = set()
     repeated = [i for i in ids if i in seen or seen.add(i)]
     if repeated:
-        raise PathattnError(f"{source} lists slide ids more than once ({_shorten(repeated)}); keep one row per slide")
+        raise PathattnError(f"{source} lists slide ids more than once ({shorten(repeated)}); keep one row per slide")
     return ids
 
 
@@ -178,7 +179,7 @@ def _stratified_group_split(
     except ValueError as err:  # too few patients for the number of splits
         raise PathattnError(
             f"cannot split {len(np.unique(groups[index]))} patients into {n_splits} stratified groups ({err}); "
-            "use fewer --n_folds or a larger --val_fraction"
+            "use fewer --n-folds or a larger --val-fraction"
         ) from None
 
 
@@ -216,9 +217,9 @@ def make_splits(
         PathattnError: patient labels disagree, one class only, no event, or too few patients.
     """
     if n_folds < 2:
-        raise PathattnError(f"n_folds must be at least 2; got {n_folds}")
+        raise PathattnError(f"--n-folds must be at least 2; got {n_folds}")
     if not (val_fraction == 0.0 or 0.0 < val_fraction <= 0.5):
-        raise PathattnError(f"val_fraction must be 0 or lie in (0, 0.5]; got {val_fraction}")
+        raise PathattnError(f"--val-fraction must be 0 or lie in (0, 0.5]; got {val_fraction}")
     patients = slide_patients(table, source)
     if task == "classification":
         stratify = label_column
@@ -233,7 +234,7 @@ def make_splits(
     groups = np.array([patients[s] for s in ids])
     strata = np.array([by_patient[p] for p in groups])
     if len(by_patient) < n_folds:
-        raise PathattnError(f"{source} has {len(by_patient)} patients, fewer than n_folds={n_folds}; use fewer folds")
+        raise PathattnError(f"{source} has {len(by_patient)} patients, fewer than --n-folds {n_folds}; use fewer folds")
     n_inner = max(2, round(1 / val_fraction)) if val_fraction else 0
     folds = []
     for k, (train, test) in enumerate(_stratified_group_split(np.arange(ids.size), strata, groups, n_folds, seed)):
@@ -242,7 +243,7 @@ def make_splits(
             if np.unique(groups[train]).size < n_inner:
                 raise PathattnError(
                     f"fold {k} has {np.unique(groups[train]).size} training patients, too few for "
-                    f"val_fraction={val_fraction}; use a larger val_fraction or more patients"
+                    f"--val-fraction {val_fraction}; use a larger --val-fraction or more patients"
                 )
             train, val = _stratified_group_split(train, strata, groups, n_inner, seed)[0]
         folds.append(Fold(*(tuple(ids[np.sort(part)].tolist()) for part in (train, val, test))))
@@ -273,7 +274,7 @@ def check_no_leakage(splits: Splits, patient_of: Mapping[str, str]) -> None:
         for patient, parts in where.items():
             if len(parts) > 1:
                 slides = [s for part_slides in parts.values() for s in part_slides]
-                problems.append(f"patient {patient} in {' and '.join(parts)} of fold {k} (slides {_shorten(slides)})")
+                problems.append(f"patient {patient} in {' and '.join(parts)} of fold {k} (slides {shorten(slides)})")
     if problems:
         shown = "; ".join(problems[:_SHOW]) + ("; ..." if len(problems) > _SHOW else "")
         raise PathattnError(f"patients cross splits: {shown}; make new splits (delete the splits file)")
@@ -291,7 +292,7 @@ def _check_partition(splits: Splits, where: str) -> None:
             tested[slide] = tested.get(slide, 0) + 1
     wrong = sorted(s for s in everything if tested.get(s, 0) != 1)
     if wrong:
-        raise PathattnError(f"slides not in exactly one test fold of {where} ({_shorten(wrong)}); make new splits")
+        raise PathattnError(f"slides not in exactly one test fold of {where} ({shorten(wrong)}); make new splits")
 
 
 def save_splits(path: str | os.PathLike[str], splits: Splits) -> None:
@@ -343,9 +344,9 @@ def _check_against(splits: Splits, table: Table, where: str, source: str) -> Non
     if unknown or missing:
         found = []
         if unknown:
-            found.append(f"{len(unknown)} slide(s) not in {source} ({_shorten(unknown)})")
+            found.append(f"{len(unknown)} slide(s) not in {source} ({shorten(unknown)})")
         if missing:
-            found.append(f"{len(missing)} slide(s) of {source} missing from the splits ({_shorten(missing)})")
+            found.append(f"{len(missing)} slide(s) of {source} missing from the splits ({shorten(missing)})")
         raise PathattnError(
             f"{where} does not match {source}: {' and '.join(found)}; "
             "delete the splits file to make new splits, or use the slides it was made for"
@@ -353,7 +354,7 @@ def _check_against(splits: Splits, table: Table, where: str, source: str) -> Non
     moved = sorted(s for s in current if current[s] != splits.slide_patient[s])
     if moved:
         raise PathattnError(
-            f"{where} assigns other patients than {source} to slides ({_shorten(moved)}); "
+            f"{where} assigns other patients than {source} to slides ({shorten(moved)}); "
             "delete the splits file to make new splits"
         )
     check_no_leakage(splits, current)

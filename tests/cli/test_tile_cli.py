@@ -84,7 +84,7 @@ def test_sample_sheet_with_mpp_column(make_slide, tmp_path):
         (["--median-blur", "4"], "--median-blur"),
         (["--workers", "0"], "--workers"),
         (["--slide-mpp", "-1"], "--slide-mpp"),
-        (["--patch-size", "abc"], "patch_size"),
+        (["--patch-size", "abc"], "--patch-size"),
         (["--bogus", "1"], "--bogus"),
         (["--annotations", "/no/such/dir"], "--annotations"),
     ],

@@ -117,3 +117,31 @@ def test_masked_patches_are_left_out(mini_cohort, tmp_path: Path) -> None:
         f["attention"][...] = attention
     test = run_slide_wsol(job(mini_cohort, tmp_path / "out", baselines=()))["methods"]["model"]["test"]
     assert np.isfinite(test["patch_auroc"]) and np.isfinite(test["pxap"]) and test["pxap"] > 0.3
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--raster-mpp", "100000"], "--raster-mpp 100000 is too coarse: the 20 µm patches of slide s0 would span "
+         "less than 2 raster pixels; use at most 10 µm/px"),
+        (["--raster-mpp", "0.0001"], "--raster-mpp 0.0001 is too fine: the raster of slide s0 would exceed 50,000,000 "
+         "pixels; use at least 0.0253 µm/px"),
+        (["--raster-mpp", "-1"], "--raster-mpp must be positive (µm per raster pixel, e.g. 16); got -1.0"),
+        (["--smooth-um", "0", "1e9"], "--smooth-um values must be in [0, 200] (0: none; at most 50 raster pixels of "
+         "--raster-mpp 4); got 0 1e+09"),
+        (["--smooth-um", "-5"], "--smooth-um values must be in [0, 200]"),
+        (["--step", "1e-9"], "--step must be in [0.0001, 1) (at most 10,000 thresholds), e.g. 0.001; got 1e-09"),
+        (["--step", "1"], "--step must be in [0.0001, 1)"),
+        (["--seed", "-1"], "--n-calibration must be at least 1 and --seed 0 or more"),
+        (["--n-calibration", "0"], "--n-calibration must be at least 1 and --seed 0 or more"),
+        (["--head", "-1"], "--head -1 does not exist"),
+    ],
+)  # fmt: skip
+def test_cli_bad_values_are_refused_before_scoring(mini_cohort, tmp_path: Path, capsys, extra, message) -> None:
+    base = ["evaluate", "wsol", "--scores", str(mini_cohort.scores), "--annotations", str(mini_cohort.annotations)]
+    options = ["--tiles", str(mini_cohort.tiles), "--raster-mpp", "4", "--calibration-ids", *CALIBRATION]
+    before, out = {p.name for p in tmp_path.iterdir()}, tmp_path / "out"
+    assert main([*base, *options, *extra, "--out", str(out)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith(f"pathattn evaluate: error: {message}")
+    assert {p.name for p in tmp_path.iterdir()} == before  # nothing written, in --out or elsewhere

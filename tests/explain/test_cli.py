@@ -142,13 +142,25 @@ def test_a_failing_slide_is_recorded_and_the_others_go_on(study, capsys):
         (["--slide-ids", "nope"], "not in --features"),
         (["--run", "x"], "either --checkpoint"),
         (["--objective", "odds"], "invalid choice"),
-        (["--fraction", "0"], "--fraction must be in (0, 1]"),
+        (["--fraction", "0"], "--fraction must be in (0, 1)"),
+        (["--fraction", "1"], "--fraction must be in (0, 1) (a share of the patches, e.g. 0.05), got 1.0"),
+        (["--fraction", "-0.5"], "--fraction must be in (0, 1)"),
+        (["--rounds", "0"], "--rounds must be at least 1, got 0"),
         (["--n-random", "0"], "--n-random, --insert-rounds and --ig-steps must be at least 1"),
+        (["--insert-rounds", "-3"], "--n-random, --insert-rounds and --ig-steps must be at least 1"),
+        (["--ig-steps", "0"], "--n-random, --insert-rounds and --ig-steps must be at least 1"),
+        (["--small-tumor", "1.5"], "--small-tumor must be in [0, 1], got 1.5"),
+        (["--seed", "-1"], "--seed must be 0 or more, got -1"),
+        (["--min-overlap", "2"], "--min-overlap must be in [0, 1]"),
+        (["--min-overlap", "-0.1"], "--min-overlap must be in [0, 1]"),
     ],
 )
 def test_bad_options_are_one_line_errors(study, capsys, args, needle):
-    assert explain(study, study["root"] / "out", *args) == 2
-    assert needle in capsys.readouterr().err
+    out = study["root"] / "out"
+    assert explain(study, out, *args) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and needle in errors[0]
+    assert not out.exists()  # refused at the option check, before any slide
 
 
 def test_hippo_compat_search_and_out_of_fold_run(study):
@@ -197,3 +209,19 @@ def test_report_section(study):
     assert not math.isnan(float(section.data["rows"][0][4]))
     (study["root"] / "bare" / "tiles").mkdir(parents=True)
     assert explain_section(load_inputs(study["root"] / "bare")) is None
+
+
+def test_nan_or_other_size_features_fail_their_slide(study, capsys):
+    bag = np.ones((16, DIM), np.float32)
+    bag[3, 1] = np.nan
+    coords = np.array([(x * PATCH, 0) for x in range(16)], np.int64)
+    write_features(study["features"] / "h5_files" / "s1.h5", bag, coords, {"patch_size_level0": PATCH}, {})
+    write_features(study["features"] / "h5_files" / "s2.h5", np.ones((16, 3), np.float32), coords,
+                   {"patch_size_level0": PATCH}, {})  # fmt: skip
+    out = study["root"] / "out"
+    assert explain(study, out, "--no-figures", "--method", "compare") == 1
+    rows = {r["slide_id"]: r for r in read_manifest(out / "manifest.csv")}
+    assert "s1.h5 has NaN or Inf features in 1 patches" in rows["s1"]["error"]
+    assert "s2.h5 has 3-d features but the model takes 6-d" in rows["s2"]["error"]
+    assert sum(r["status"] == "done" for r in rows.values()) == 4
+    assert len([line for line in capsys.readouterr().err.splitlines() if line.startswith("pathattn")]) == 1

@@ -184,6 +184,26 @@ def test_cli_slide_ids(make_slide, tmp_path, heatmap_cli, capsys):
     assert len(errors) == 1 and f"--slide-ids: 1 slide(s) not in --predictions {tmp_path / 'pred'}: c;" in errors[0]
 
 
+def test_cli_no_finite_attention_fails_that_slide(make_slide, tmp_path, heatmap_cli, capsys):
+    job = TileJob(tmp_path / "tiles")
+    for name, attention in (("a", np.full(10, np.nan)), ("b", np.arange(10.0)), ("c", np.full(10, -np.inf))):
+        tile_slide(SlideEntry(name, make_slide(name, rect_image(), mpp=0.25)), job)
+        write_attention(tmp_path / "pred" / "attention" / f"{name}.h5", job.coords_path(name), attention)
+    before, out = {p.name for p in tmp_path.iterdir()}, tmp_path / "out"
+    assert heatmap_cli("--predictions", tmp_path / "pred", "--out", out) == 1
+    errors = _error_lines(capsys)
+    source = tmp_path / "pred" / "attention" / "a.h5"
+    assert errors == [
+        f"pathattn heatmap: error: 2 of 3 slides failed, first: a: no finite attention in {source}; re-run "
+        f"'pathattn predict' (all in {out / 'manifest.csv'})"
+    ]
+    rows = {line.split(",")[0]: line for line in (out / "manifest.csv").read_text().splitlines()[1:]}
+    assert ",failed," in rows["a"] and ",done,10," in rows["b"] and ",failed," in rows["c"]
+    assert sorted(p.name for p in out.glob("*_*")) == ["b_heatmap.geojson", "b_heatmap.png", "b_top20.geojson"]
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert {p.name for p in tmp_path.iterdir()} - before == {"out"}
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -14,26 +14,7 @@ from pathattn.extract.run import Embedder, ExtractJob, extract_batch, find_coord
 from pathattn.io.bags import read_bag
 from pathattn.io.coords import read_coords
 from pathattn.io.samples import SlideEntry
-from pathattn.tile.run import TileJob, tile_batch
-
-
-def textured(width=2048, height=1536, seed=0):
-    """A slide image whose patches all differ: tissue with random texture on glass."""
-    rng = np.random.default_rng(seed)
-    image = np.full((height, width, 3), 242, np.uint8)
-    noise = rng.integers(0, 60, (height // 8, width // 8, 3), dtype=np.uint8)
-    tissue = cv2.resize(noise, (width, height), interpolation=cv2.INTER_LINEAR) + np.array([150, 60, 110], np.uint8)
-    image[256:1280, 256:1792] = tissue[256:1280, 256:1792]
-    return image
-
-
-@pytest.fixture
-def tiled(make_slide, tmp_path):
-    """Two tiled slides at 0.25 µm/px read at 0.5 µm/px (read_size 512 at level 0 → resized)."""
-    entries = [SlideEntry(n, make_slide(n, textured(seed=k), mpp=0.25)) for k, n in enumerate(("a", "b"))]
-    job = TileJob(tmp_path / "tiles")
-    assert [r.status for r in tile_batch(entries, job)] == ["done", "done"]
-    return job
+from pathattn.tile.run import tile_batch
 
 
 def encoder():
@@ -87,15 +68,15 @@ def test_resume_overwrite_float16_and_clam_pt(tiled, tmp_path):
     assert bag.features.dtype == np.float16
     np.testing.assert_array_equal(read_bag(job16.pt_path("a")).features, bag.features)
     other = create_encoder("test_vit")
-    with pytest.raises(PathattnError, match="another encoder"):
+    with pytest.raises(PathattnError, match=r"slide a: .* encoder test_resnet \(this run: test_vit\); pass --over"):
         extract_batch(find_coords(tiled.out), other, job)
     rows = job.manifest_path.read_text().splitlines()
     assert rows[0].startswith("slide_id,status,n_patches,embed_dim,encoder") and len(rows) == 3
 
 
-def test_zero_patch_missing_and_different_slides(make_slide, tiled, tmp_path):
+def test_zero_patch_missing_and_different_slides(make_slide, tiled, tmp_path, texture):
     blank = make_slide("blank", np.full((1536, 2048, 3), 242, np.uint8), mpp=0.25)
-    small = make_slide("small", textured(1024, 1024), mpp=0.25)
+    small = make_slide("small", texture(1024, 1024), mpp=0.25)
     tile_batch([SlideEntry("blank", blank)], tiled)
     (tiled.out.parent / "slides" / "b.tif").rename(tmp_path / "moved.tif")  # b's slide is gone
     enc = encoder()

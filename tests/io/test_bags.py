@@ -65,6 +65,11 @@ def test_clam_pt_folder_and_bags_without_coords(tmp_path):
     assert read_bag(find_bags(tmp_path)["a"]).coords is None
 
 
+def _features_file(path, features):
+    with h5py.File(path, "w") as f:
+        f["features"] = features
+
+
 @pytest.mark.parametrize(
     ("name", "make", "needle"),
     [
@@ -73,6 +78,13 @@ def test_clam_pt_folder_and_bags_without_coords(tmp_path):
         ("x.pt", lambda p: torch.save(torch.zeros(2, 3, 4), p), "shape"),
         ("x.h5", lambda p: p.write_bytes(b"junk"), "not a readable HDF5"),
         ("x.h5", lambda p: h5py.File(p, "w").close(), "no 'features'"),
+        (
+            "flat.h5",
+            lambda p: _features_file(p, np.arange(5.0)),
+            r"flat.h5 holds float64 features of shape \(5,\); expected numbers of shape \(patches, features\): "
+            r"extract it again \('pathattn extract'\)$",
+        ),
+        ("words.h5", lambda p: _features_file(p, np.array([[b"a"]])), "holds |S1"),
         ("missing.h5", lambda p: None, "not found"),
         ("missing.pt", lambda p: None, "not found"),
     ],

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pathattn.errors import PathattnError
-from pathattn.io.runs import run_checkpoints
+from pathattn.io.runs import checkpoint_file, run_checkpoints
 
 
 def _run(tmp_path, name="run"):
@@ -39,3 +41,25 @@ def test_bad_runs_get_clear_errors(tmp_path):
     (run / "fold_1" / "checkpoints" / "best.ckpt").unlink()
     with pytest.raises(PathattnError, match=r"checkpoint of slide c not found: .*fold_1/checkpoints/best.ckpt"):
         run_checkpoints(run)
+
+
+def test_a_checkpoint_that_cannot_be_read_is_named(tmp_path, monkeypatch):
+    with pytest.raises(PathattnError, match=r"^--checkpoint not found: .*nope.ckpt$"):
+        checkpoint_file(tmp_path / "nope.ckpt")
+    with pytest.raises(PathattnError, match=r"^--checkpoint .* is a folder; pass a checkpoint file"):
+        checkpoint_file(tmp_path)
+    run = _run(tmp_path)
+    denied = run / "fold_1" / "checkpoints" / "best.ckpt"
+    real_open = Path.open
+
+    def path_open(self, *args, **kwargs):  # noqa: ANN001, ANN202 - the tests run as root, who may read anything
+        if self == denied:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", path_open)
+    with pytest.raises(PathattnError) as error:
+        run_checkpoints(run)
+    assert str(error.value) == (
+        f"--run {run}: the checkpoint of slide c: cannot read {denied}: permission denied; give your user read access"
+    )

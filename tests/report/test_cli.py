@@ -72,3 +72,34 @@ def test_missing_or_empty_run_folders(tmp_path, capsys):
     assert code == 2 and "has nothing to report yet" in stderr and stderr.count("\n") == 1
     code, _, stderr = run_report(capsys, "--run", tmp_path, "--annotations", tmp_path / "gt")
     assert code == 2 and "--annotations folder not found" in stderr
+
+
+def test_an_out_that_cannot_be_the_report_is_one_line(multiclass_run, tmp_path, capsys, monkeypatch):
+    folder = tmp_path / "existing"
+    (folder / "keep.txt").parent.mkdir()
+    (folder / "keep.txt").write_text("kept")
+    code, _, stderr = run_report(capsys, "--run", multiclass_run, "--out", folder)
+    assert code == 2 and stderr == (
+        f"pathattn report: error: --out {folder} is a folder; pass the HTML file to write (e.g. "
+        f"{folder / 'report.html'})\n"
+    )
+    assert [p.name for p in folder.iterdir()] == ["keep.txt"]
+    blocked = tmp_path / "file.txt"
+    blocked.write_text("a file, not a folder")
+    code, _, stderr = run_report(capsys, "--run", multiclass_run, "--out", blocked / "report.html")
+    assert code == 2 and stderr.count("\n") == 1
+    assert stderr.startswith(f"pathattn report: error: --out {blocked / 'report.html'} cannot be written (")
+    assert (
+        stderr.endswith("); pass a file in a folder you can write\n") and blocked.read_text() == "a file, not a folder"
+    )
+
+    def denied(path, text):  # noqa: ANN001, ANN202 - the tests run as root, who may write anywhere
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("pathattn.report.html.write_text_atomic", denied)
+    code, _, stderr = run_report(capsys, "--run", multiclass_run, "--out", tmp_path / "r.html")
+    assert code == 2 and stderr == (
+        f"pathattn report: error: --out {tmp_path / 'r.html'} cannot be written (Permission denied); pass a file in "
+        "a folder you can write\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing", "file.txt"]

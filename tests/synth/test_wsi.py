@@ -221,3 +221,24 @@ def test_cli_rejects_bad_options(tmp_path, capsys, args, option):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and option in err
     assert not (tmp_path / "samples.csv").exists()
+
+
+def test_cli_refuses_slides_too_large_for_memory_before_allocating(tmp_path, capsys):
+    out = tmp_path / "cohort"
+    assert main(["synth", "wsi", "--out", str(out), "--width", "2000000", "--height", "2000000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith(
+        "pathattn synth: error: --width 2000000 x --height 2000000 px needs about 89,407.0 GiB of memory"
+    )
+    assert "GiB available; use smaller --width/--height (the defaults are 6144 x 4608)" in err
+    assert list(tmp_path.iterdir()) == []  # nothing written, in --out or elsewhere
+
+
+def test_cli_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "cohort").write_text("a file")
+    assert main(["synth", "wsi", "--out", str(tmp_path / "cohort"), "--n-slides", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = f"--out {tmp_path / 'cohort'} is a file, not a folder; pass a folder (it is created if missing)"
+    assert err == f"pathattn synth: error: {expected}"
+    assert [p.name for p in tmp_path.iterdir()] == ["cohort"]

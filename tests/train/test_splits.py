@@ -172,11 +172,11 @@ def test_input_errors_name_column_and_fix():
         make_splits([{"slide_id": "x1"}, {"slide_id": "x2", "label": "0"}], n_folds=2)
     with pytest.raises(PathattnError, match="more than once"):
         make_splits([{"slide_id": "x", "label": "0"}, {"slide_id": "x", "label": "1"}], n_folds=2)
-    with pytest.raises(PathattnError, match="fewer than n_folds=5"):
+    with pytest.raises(PathattnError, match="fewer than --n-folds 5"):
         make_splits(toy_table(4))
     with pytest.raises(PathattnError, match="no event"):
         make_splits([dict(row, event="0") for row in survival_table()], task="survival")
     with pytest.raises(PathattnError, match="0 \\(censored\\) or 1"):
         make_splits([dict(row, event="yes") for row in survival_table()], task="survival")
-    with pytest.raises(PathattnError, match="val_fraction"):
+    with pytest.raises(PathattnError, match="--val-fraction"):
         make_splits(toy_table(), val_fraction=0.8)

@@ -1,18 +1,48 @@
 """The configuration of an attention-MIL cross-validation: every option of ``pathattn train`` (and its YAML keys).
 
-Kept free of heavy imports so that the command line can describe it without loading torch.
+Kept free of heavy imports so that the command line can describe it without loading torch. A configuration
+is checked when it is made: a value no run could use is a :class:`~pathattn.errors.PathattnError` naming
+the option before anything is read or trained.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pathattn.errors import PathattnError
 from pathattn.train.config import Accelerator, Devices, Precision, Strategy, Task, TrainerSettings
 
 SurvivalLoss = Literal["nll", "cox"]
 FeatureNorm = Literal["standardize", "none"]
+
+
+def _finite(check: Callable[[float], bool]) -> Callable[[float], bool]:
+    return lambda value: math.isfinite(value) and check(value)
+
+
+# (option, field, whether a value is allowed, the rule in words): checked in this order
+RANGES: tuple[tuple[str, str, Callable[[Any], bool], str], ...] = (
+    ("--n-folds", "n_folds", lambda v: v >= 2, "at least 2"),
+    (
+        "--val-fraction",
+        "val_fraction",
+        _finite(lambda v: v == 0 or 0 < v <= 0.5),
+        "0 (no validation set) or in (0, 0.5]",
+    ),
+    ("--max-epochs", "max_epochs", lambda v: v >= 1, "at least 1"),
+    ("--patience", "patience", lambda v: v >= 0, "0 or more"),
+    ("--batch-size", "batch_size", lambda v: v >= 1, "at least 1"),
+    ("--max-instances", "max_instances", lambda v: v is None or v >= 1, "at least 1, or null (no subsampling)"),
+    ("--lr", "lr", _finite(lambda v: v > 0), "a positive number, e.g. 0.0001"),
+    ("--weight-decay", "weight_decay", _finite(lambda v: v >= 0), "0 or a positive number, e.g. 0.00001"),
+    ("--n-bins", "n_bins", lambda v: v >= 1, "at least 1, e.g. 4"),
+    ("--aem-lambda", "aem_lambda", _finite(lambda v: v >= 0), "0 (off) or a positive number, e.g. 0.1"),
+    ("--n-boot", "n_boot", lambda v: v >= 1, "at least 1, e.g. 1000"),
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +64,7 @@ class TrainConfig:
         max_epochs: epochs per fold.
         patience: early-stopping patience in epochs on the validation metric.
         batch_size: bags per step (1 is usual for MIL; Cox needs several).
-        max_instances: random subsampling of large training bags to this many instances (None: off).
+        max_instances: random subsampling of large training bags to this many instances (null: off).
         lr: AdamW peak learning rate (cosine schedule per step).
         weight_decay: AdamW weight decay.
         class_weighting: weight the cross-entropy by inverse class frequency of the training fold.
@@ -46,7 +76,11 @@ class TrainConfig:
             training fold's instances (stored in the checkpoint and applied at prediction); ``none`` uses the
             features as they are. Encoders whose features share a large common component (random-init CNNs,
             some foundation models) train much better standardised.
-        skip_missing: train without slides that have no feature file (else an error lists them).
+        skip_missing: train without slides that have no feature file (else an error lists them); they are
+            listed under ``excluded`` in ``metrics.json``.
+        overwrite: replace the run already in ``out`` (else a second run into it is refused). The new run is
+            made in a sibling folder and swapped in when it has finished, so the old one stays intact if it
+            fails or is killed.
         deterministic: deterministic algorithms (reproducible, sometimes slower).
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``).
         devices: devices of each fold's fit: a count, ``auto`` (every device of the accelerator) or a list of
@@ -88,6 +122,7 @@ class TrainConfig:
     aem_anneal: Literal["none", "cosine"] = "none"
     feature_norm: FeatureNorm = "standardize"
     skip_missing: bool = False
+    overwrite: bool = False
     deterministic: bool = True
     accelerator: Accelerator = "auto"
     devices: Devices = 1
@@ -95,6 +130,21 @@ class TrainConfig:
     precision: Precision = "32-true"
     n_boot: int = 1000
     monitor: Literal["loss", "auroc", "c_index"] = "loss"
+
+    def __post_init__(self) -> None:
+        """Refuse values no run could use (one line naming the option), before anything is read or trained."""
+        for option, name, allowed, rule in RANGES:
+            value = getattr(self, name)
+            if not allowed(value):
+                raise PathattnError(f"{option} must be {rule}; got {value}")
+        expected = {"classification": "auroc", "survival": "c_index"}[self.task]
+        if self.monitor not in ("loss", expected):
+            raise PathattnError(f"--monitor {self.monitor} does not fit --task {self.task}; use loss or {expected}")
+        if self.task == "survival" and self.survival_loss == "cox" and self.batch_size < 2:
+            raise PathattnError("--survival-loss cox needs several bags per step: set --batch-size 8 or more")
+        reserved = sorted({"in_dim", "n_classes"} & set(self.model_args))
+        if reserved:
+            raise PathattnError(f"--model-args sets {', '.join(reserved)}, which the data sets; remove it")
 
     @property
     def trainer_settings(self) -> TrainerSettings:

@@ -8,26 +8,35 @@ Outputs under ``RUN``::
     RUN/predictions.csv        the out-of-fold prediction of every slide (its fold's test set)
     RUN/metrics.json           every metric per fold with a bootstrap 95% CI, and their mean and std
 
-Under DDP every process fits every fold; global rank 0 alone writes the three files and predicts the test
-sets, after the last fit (so that the other processes never wait on it inside a fit).
+Slides without a feature file (with ``skip_missing``) and slides whose feature file holds no patch are left
+out of training and metrics, with one warning line on stderr each, and listed in ``metrics.json`` under
+``excluded`` with the reason; they are not in ``predictions.csv``.
+
+The run is made in a staging folder beside ``RUN`` and moved to ``RUN`` when it has finished
+(:mod:`pathattn.train.rundir`): a ``RUN`` that holds anything is refused unless ``overwrite``, which replaces
+it whole. Under DDP every process fits every fold; global rank 0 alone writes the three files, predicts the
+test sets (after the last fit, so that the other processes never wait on it inside a fit) and moves the run.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from pathattn.errors import PathattnError
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
-from pathattn.registry import create_model
+from pathattn.registry import create_model, is_model, list_models, model_family
+from pathattn.train import rundir
 from pathattn.train.config import Task
 from pathattn.train.metrics import bootstrap_metrics, classification_metrics, summarize_folds, survival_metrics, with_ci
 from pathattn.train.mil.config import TrainConfig
@@ -35,15 +44,47 @@ from pathattn.train.mil.data import (
     BagDataset,
     Sample,
     collate_bags,
+    empty_bags,
     feature_dim,
     feature_stats,
     match_features,
     read_samples,
 )
 from pathattn.train.mil.system import MILSystem
-from pathattn.train.splits import Fold, check_labels, load_splits, make_splits, patient_labels, save_splits
+from pathattn.train.splits import (
+    Fold,
+    Splits,
+    check_labels,
+    load_splits,
+    make_splits,
+    patient_labels,
+    save_splits,
+    shorten,
+)
 from pathattn.train.survival import assign_bins, discretize_times
 from pathattn.train.trainer import build_trainer, is_global_zero, selected_checkpoint
+
+NO_FEATURES = "no feature file (--skip-missing)"
+NO_PATCHES = "no patches (its feature file holds no instance)"
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """The slides a run trains on.
+
+    Args:
+        samples: the slides with features and patches.
+        paths: slide id → feature file.
+        dim: the feature size D.
+        classes: class names in index order (empty for survival).
+        excluded: the slides of the sample sheet left out, each ``{"slide_id", "reason"}``.
+    """
+
+    samples: list[Sample]
+    paths: dict[str, Path]
+    dim: int
+    classes: list[str]
+    excluded: list[dict[str, str]]
 
 
 def _table(samples: Sequence[Sample], task: Task) -> list[dict[str, object]]:
@@ -78,32 +119,44 @@ def _loader(dataset: BagDataset, batch_size: int, shuffle: bool, seed: int) -> D
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate_bags, generator=generator)
 
 
-def _fit_fold(
-    cfg: TrainConfig,
-    k: int,
-    fold: Fold,
-    samples: list[Sample],
-    paths: dict[str, Path],
-    dim: int,
-    classes: list[str],
-) -> tuple[list[Sample], str]:
-    """Train fold ``k``; return the fold's samples (with bins) and its selected checkpoint."""
+def _network(cfg: TrainConfig, dim: int, n_out: int) -> tuple[nn.Module, dict[str, Any]]:
+    """A fresh network of ``cfg.model`` for ``dim``-d features and ``n_out`` outputs, and its checkpointed spec.
+
+    Raises:
+        PathattnError: ``--model`` is no MIL model, or ``--model-args`` do not fit it.
+    """
+    if not is_model(cfg.model) or model_family(cfg.model) != "mil":
+        mil = ", ".join(list_models(family="mil"))
+        raise PathattnError(f"--model {cfg.model} is not a MIL model; choose one of {mil}")
+    spec = {"name": cfg.model, "kwargs": {**cfg.model_args, "in_dim": dim, "n_classes": n_out}}
+    try:
+        return create_model(spec["name"], **spec["kwargs"]), spec
+    except (TypeError, ValueError) as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise PathattnError(
+            f"--model-args {cfg.model_args} do not fit --model {cfg.model} ({reason}); "
+            "see its arguments in docs/train.md (Models)"
+        ) from None
+
+
+def _fit_fold(cfg: TrainConfig, k: int, fold: Fold, cohort: Cohort) -> tuple[list[Sample], str]:
+    """Train fold ``k`` under ``cfg.out``; return the fold's samples (with bins) and its selected checkpoint."""
     L.seed_everything(cfg.seed + k, workers=True, verbose=False)
+    samples = cohort.samples
     if cfg.task == "survival" and cfg.survival_loss == "nll":
         samples = _with_bins(samples, set(fold.train), cfg.n_bins)
     by_id = {s.slide_id: s for s in samples}
     train = [by_id[i] for i in fold.train]
     datasets = {
-        "train": BagDataset(train, paths, dim, cfg.max_instances),
-        "val": BagDataset([by_id[i] for i in fold.val], paths, dim),
+        "train": BagDataset(train, cohort.paths, cohort.dim, cfg.max_instances),
+        "val": BagDataset([by_id[i] for i in fold.val], cohort.paths, cohort.dim),
     }
-    n_out = _n_outputs(cfg, classes)
-    spec = {"name": cfg.model, "kwargs": {**cfg.model_args, "in_dim": dim, "n_classes": n_out}}
+    n_out = _n_outputs(cfg, cohort.classes)
+    network, spec = _network(cfg, cohort.dim, n_out)
     weights = _class_weights(train, n_out) if cfg.class_weighting and cfg.task == "classification" else None
     system = MILSystem(
-        create_model(spec["name"], **spec["kwargs"]), cfg.task, cfg.lr, cfg.weight_decay, weights,
-        cfg.survival_loss, cfg.aem_lambda, cfg.aem_anneal, model_spec=spec, class_names=list(classes),
-        feature_norm=cfg.feature_norm,
+        network, cfg.task, cfg.lr, cfg.weight_decay, weights, cfg.survival_loss, cfg.aem_lambda, cfg.aem_anneal,
+        model_spec=spec, class_names=list(cohort.classes), feature_norm=cfg.feature_norm,
     )  # fmt: skip
     if cfg.feature_norm == "standardize":
         system.set_feature_stats(*map(torch.from_numpy, feature_stats(datasets["train"])))
@@ -132,14 +185,36 @@ def _fold_metrics(cfg: TrainConfig, samples: Sequence[Sample], scores: np.ndarra
     return with_ci(cis)
 
 
-def _check_config(cfg: TrainConfig) -> None:
-    expected = {"classification": "auroc", "survival": "c_index"}[cfg.task]
-    if cfg.monitor not in ("loss", expected):
-        raise PathattnError(f"--monitor {cfg.monitor} does not fit --task {cfg.task}; use loss or {expected}")
-    if cfg.task == "survival" and cfg.survival_loss == "cox" and cfg.batch_size < 2:
-        raise PathattnError("--survival-loss cox needs several bags per step: set --batch-size 8 or more")
-    if cfg.n_folds < 2:
-        raise PathattnError("--n-folds must be at least 2")
+def _usable(cfg: TrainConfig, samples: list[Sample]) -> tuple[list[Sample], dict[str, Path], list[dict[str, str]]]:
+    """The samples that can train, their feature files, and the slides left out with the reason (warned once).
+
+    Raises:
+        PathattnError: missing feature files without ``skip_missing``, or no slide with patches.
+    """
+    kept, paths = match_features(samples, cfg.features, cfg.skip_missing)
+    empty = set(empty_bags(paths))
+    if len(empty) == len(paths):
+        raise PathattnError(f"--features {cfg.features}: every slide's feature file is empty (no patches); "
+                            "tile and extract the slides again")  # fmt: skip
+    left_out = {NO_FEATURES: [s.slide_id for s in samples if s.slide_id not in paths], NO_PATCHES: sorted(empty)}
+    for reason, ids in left_out.items():
+        if ids and is_global_zero():
+            print(f"train: warning: {len(ids)} slide(s) left out of training and metrics, {reason}: {shorten(ids)} "
+                  '(listed in metrics.json under "excluded")', file=sys.stderr)  # fmt: skip
+    excluded = [{"slide_id": i, "reason": reason} for reason, ids in left_out.items() for i in ids]
+    return [s for s in kept if s.slide_id not in empty], {i: p for i, p in paths.items() if i not in empty}, excluded
+
+
+def _cohort(cfg: TrainConfig) -> Cohort:
+    """Read and check the slides of ``cfg`` (and that the model can be built for them), before anything is written."""
+    samples, classes = read_samples(cfg.samples, cfg.task)
+    samples, paths, excluded = _usable(cfg, samples)
+    if cfg.task == "classification":
+        check_labels([classes[s.label] for s in samples], "label", str(cfg.samples))
+        patient_labels(_table(samples, cfg.task), "label", str(cfg.samples))
+    dim = feature_dim(paths)
+    _network(cfg, dim, _n_outputs(cfg, classes))
+    return Cohort(samples, paths, dim, classes, excluded)
 
 
 def train_cv(cfg: TrainConfig) -> dict[str, Any] | None:
@@ -149,36 +224,51 @@ def train_cv(cfg: TrainConfig) -> dict[str, Any] | None:
         The contents of ``metrics.json``; None in the processes of a DDP run other than global rank 0.
 
     Raises:
-        PathattnError: bad sample sheet, missing features, a single class, patients whose slides disagree,
-            leaking splits, NaN/Inf or differently sized features.
+        PathattnError: ``out`` holds a run (without ``overwrite``), bad sample sheet, missing features, a single
+            class, patients whose slides disagree, leaking splits, NaN/Inf or differently sized features, model
+            arguments that do not fit the model.
     """
-    _check_config(cfg)
-    samples, classes = read_samples(cfg.samples, cfg.task)
-    samples, paths = match_features(samples, cfg.features, cfg.skip_missing)
-    table = _table(samples, cfg.task)
-    if cfg.task == "classification":
-        check_labels([classes[s.label] for s in samples], "label", str(cfg.samples))
-        patient_labels(table, "label", str(cfg.samples))
-    dim = feature_dim(paths)
+    rundir.check_out(cfg.out, cfg.overwrite)
+    cohort = _cohort(cfg)
+    table = _table(cohort.samples, cfg.task)
     splits = load_splits(cfg.splits, table, str(cfg.samples)) if cfg.splits else make_splits(
         table, cfg.n_folds, cfg.seed, val_fraction=cfg.val_fraction, task=cfg.task, source=str(cfg.samples)
     )  # fmt: skip
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    staging = rundir.start(cfg.out) if is_global_zero() else rundir.staging_folder(cfg.out)
+    try:
+        result = _cross_validate(cfg, replace(cfg, out=staging), splits, cohort)
+    except BaseException:
+        if is_global_zero():
+            rundir.discard(staging)
+        raise
+    if result is not None:
+        rundir.publish(staging, cfg.out)
+    return result
+
+
+def _cross_validate(cfg: TrainConfig, staged: TrainConfig, splits: Splits, cohort: Cohort) -> dict[str, Any] | None:
+    """Fit every fold into ``staged.out``; then, on global rank 0, predict the test sets and write the files.
+
+    The checkpoints in ``predictions.csv`` and the configuration in ``metrics.json`` name ``cfg.out``, where
+    the run is moved when it has finished.
+    """
     if is_global_zero():
-        save_splits(cfg.out / "splits.json", splits)
-    fits = [_fit_fold(cfg, k, fold, samples, paths, dim, classes) for k, fold in enumerate(splits.folds)]
+        save_splits(staged.out / "splits.json", splits)
+    fits = [_fit_fold(staged, k, fold, cohort) for k, fold in enumerate(splits.folds)]
     if not is_global_zero():
         return None
     rows, per_fold = [], []
     for k, (fold, (fold_samples, checkpoint)) in enumerate(zip(splits.folds, fits, strict=True)):
         test = [s for s in fold_samples if s.slide_id in set(fold.test)]
-        scores = _predict(MILSystem.load(checkpoint), test, paths, dim)
+        scores = _predict(MILSystem.load(checkpoint), test, cohort.paths, cohort.dim)
         per_fold.append(_fold_metrics(cfg, test, scores, k))
-        rows += [_prediction_row(cfg, classes, s, sc, k, checkpoint) for s, sc in zip(test, scores, strict=True)]
-    result = {"task": cfg.task, "model": cfg.model, "classes": classes, "folds": per_fold,
-              "summary": summarize_folds(per_fold), "config": {k: str(v) for k, v in asdict(cfg).items()}}  # fmt: skip
-    write_csv(cfg.out / "predictions.csv", sorted(rows, key=lambda r: str(r["slide_id"])))
-    write_json(cfg.out / "metrics.json", result)
+        final = str(cfg.out.resolve() / Path(checkpoint).relative_to(staged.out.resolve()))
+        rows += [_prediction_row(cfg, cohort.classes, s, sc, k, final) for s, sc in zip(test, scores, strict=True)]
+    result = {"task": cfg.task, "model": cfg.model, "classes": cohort.classes, "folds": per_fold,
+              "summary": summarize_folds(per_fold), "excluded": cohort.excluded,
+              "config": {k: str(v) for k, v in asdict(cfg).items()}}  # fmt: skip
+    write_csv(staged.out / "predictions.csv", sorted(rows, key=lambda r: str(r["slide_id"])))
+    write_json(staged.out / "metrics.json", result)
     return result
 
 

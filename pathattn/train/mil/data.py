@@ -8,6 +8,7 @@ never changes a prediction. Random instance subsampling (training only) caps the
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +19,17 @@ from torch.utils.data import Dataset
 
 from pathattn.errors import PathattnError
 from pathattn.io.bags import bag_shape, find_bags, read_checked_bag
+from pathattn.io.ids import check_id
 from pathattn.io.samples import read_table
 from pathattn.train.config import Task
+from pathattn.train.splits import shorten
 
 REQUIRED = {
     "classification": ("slide_id", "patient_id", "label"),
     "survival": ("slide_id", "patient_id", "time", "event"),
 }
+DECIMAL = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+MISSING_LABELS = ("", "nan")  # lower-cased; "nan" is how pandas writes a missing value
 
 
 @dataclass(frozen=True)
@@ -58,11 +63,50 @@ def _number(row: Mapping[str, str], column: str, path: Path, kind: type) -> floa
     return value
 
 
+def normalise_label(cell: str) -> str:
+    """The class a ``label`` cell names (docs/train.md, "Labels"); empty for a missing label.
+
+    The cell is stripped; a decimal number is the same class however it is written, named by its integer
+    form when it is integral (``1.0``, ``01``, ``1e0`` → ``1``) and else by its shortest form (``0.50`` →
+    ``0.5``); any other label is the exact stripped text. A blank cell and ``nan`` are missing labels.
+    """
+    text = cell.strip()
+    if text.lower() in MISSING_LABELS:
+        return ""
+    if not DECIMAL.fullmatch(text):
+        return text
+    value = float(text)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _sheet_line(path: Path, row_index: int) -> int:
+    """The line of ``path`` that holds data row ``row_index`` (blank lines are skipped, as the reader does)."""
+    lines = [n for n, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1) if line]
+    return lines[row_index + 1] if row_index + 1 < len(lines) else row_index + 2
+
+
+def _labels(rows: Sequence[Mapping[str, str]], path: Path) -> list[str]:
+    """The class of every row (:func:`normalise_label`).
+
+    Raises:
+        PathattnError: a missing label, naming the sheet, the line and the slide.
+    """
+    labels = [normalise_label(row["label"]) for row in rows]
+    blank = next((i for i, label in enumerate(labels) if not label), None)
+    if blank is not None:
+        raise PathattnError(
+            f"--samples {path} line {_sheet_line(path, blank)}: slide {rows[blank]['slide_id']} has no label "
+            f"('{rows[blank]['label']}'); fill in its class, or remove the line to leave the slide out"
+        )
+    return labels
+
+
 def read_samples(path: str | Path, task: Task, classes: Sequence[str] | None = None) -> tuple[list[Sample], list[str]]:
     """The training table of a sample sheet.
 
-    Classification labels may be any strings or numbers; they are mapped to class indices in sorted order
-    (or the order of ``classes``). Survival needs ``time`` (> 0) and ``event`` (0 or 1).
+    Classification labels may be any strings or numbers (:func:`normalise_label`); they are mapped to class
+    indices in sorted order (or the order of ``classes``). Survival needs ``time`` (> 0) and ``event`` (0 or 1).
+    A volume sheet's ``volume_id`` column stands for ``slide_id`` (a bag is a slide or a volume).
 
     Args:
         path: the sample sheet (CSV/TSV).
@@ -73,14 +117,16 @@ def read_samples(path: str | Path, task: Task, classes: Sequence[str] | None = N
         The samples and the class names (empty for survival).
 
     Raises:
-        PathattnError: missing columns, bad values, duplicate slide ids, unknown labels.
+        PathattnError: missing columns, bad values, duplicate slide ids, missing or unknown labels.
     """
     path = Path(path)
-    rows = read_table(path, REQUIRED[task])
+    rows = read_table(path, REQUIRED[task], aliases={"slide_id": "volume_id"})
     seen: set[str] = set()
-    for row in rows:
+    for line, row in enumerate(rows, start=2):
         if not row["slide_id"] or not row["patient_id"]:
             raise PathattnError(f"--samples {path} has a row without slide_id or patient_id: {row}")
+        check_id(row["slide_id"], "slide", f"--samples {path} line {line}")
+        check_id(row["patient_id"], "patient", f"--samples {path} line {line}")
         if row["slide_id"] in seen:
             raise PathattnError(f"--samples {path} lists slide '{row['slide_id']}' twice; slide ids must be unique")
         seen.add(row["slide_id"])
@@ -95,12 +141,15 @@ def read_samples(path: str | Path, task: Task, classes: Sequence[str] | None = N
                 )
             samples.append(Sample(row["slide_id"], row["patient_id"], time=time, event=int(event)))
         return samples, []
-    names = list(classes) if classes else sorted({row["label"] for row in rows}, key=_label_order)
+    labels = _labels(rows, path)
+    names = [normalise_label(c) for c in classes] if classes else sorted(set(labels), key=_label_order)
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({row["label"] for row in rows} - set(index))
+    unknown = sorted(set(labels) - set(index))
     if unknown:
         raise PathattnError(f"--samples {path} has labels {unknown} that are not among the classes {names}")
-    return [Sample(r["slide_id"], r["patient_id"], label=index[r["label"]]) for r in rows], names
+    return [
+        Sample(r["slide_id"], r["patient_id"], label=index[label]) for r, label in zip(rows, labels, strict=True)
+    ], names
 
 
 def _label_order(label: str) -> tuple[int, float | str]:
@@ -133,9 +182,8 @@ def match_features(
     found = find_bags(folder)
     missing = [s.slide_id for s in samples if s.slide_id not in found]
     if missing and (not skip_missing or len(missing) == len(samples)):
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
         hint = "" if len(missing) == len(samples) else "; extract them or pass --skip-missing"
-        raise PathattnError(f"{len(missing)} slides have no feature file in {folder}: {shown}{hint}")
+        raise PathattnError(f"{len(missing)} slides have no feature file in {folder}: {shorten(missing)}{hint}")
     kept = [s for s in samples if s.slide_id in found]
     return kept, {s.slide_id: found[s.slide_id] for s in kept}
 
@@ -231,6 +279,11 @@ def collate_bags(items: Sequence[Mapping[str, object]]) -> dict[str, torch.Tenso
         "event": torch.tensor([item["event"] for item in items], dtype=torch.long),
         "index": torch.tensor([item["index"] for item in items], dtype=torch.long),
     }
+
+
+def empty_bags(paths: Mapping[str, Path]) -> list[str]:
+    """The slides whose feature file holds no instance (a slide without patches), in the order of ``paths``."""
+    return [slide_id for slide_id, path in paths.items() if bag_shape(path)[0] == 0]
 
 
 def feature_dim(paths: Mapping[str, Path]) -> int:

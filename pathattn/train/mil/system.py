@@ -150,15 +150,26 @@ class MILSystem(L.LightningModule):
 
     @classmethod
     def load(cls, checkpoint: str | Path, map_location: str | torch.device = "cpu") -> MILSystem:
-        """Rebuild a trained system (network included) from a checkpoint of ``pathattn train``."""
+        """Rebuild a trained system (network included) from a checkpoint of ``pathattn train``.
+
+        The file is read with ``torch.load(weights_only=True)``: no code in it runs.
+
+        Raises:
+            PathattnError: the file cannot be read safely, does not record its model, or its weights do not fit
+                that model (one line naming the file).
+        """
+        from pathattn.io.weights import load_state_dict_strict, read_state_dict
         from pathattn.registry import create_model
 
-        hparams = torch.load(checkpoint, map_location="cpu", weights_only=False)["hyper_parameters"]
+        state_dict = read_state_dict(checkpoint)
+        hparams = dict(torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters") or {})
         spec = hparams.get("model_spec")
         if not spec:
             raise PathattnError(f"{checkpoint} does not record its model; it was not written by 'pathattn train'")
-        model = create_model(spec["name"], **spec["kwargs"])
-        return cls.load_from_checkpoint(checkpoint, map_location=map_location, model=model)
+        system = cls(create_model(spec["name"], **spec["kwargs"]), **hparams)
+        load_state_dict_strict(system, state_dict, checkpoint, target=f"its recorded model {spec['name']}",
+                               fix="pass the checkpoint as 'pathattn train' wrote it")  # fmt: skip
+        return system.to(map_location)
 
     def _task_loss(self, logits: torch.Tensor, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         if self.hparams.task == "classification":

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,15 +85,116 @@ def test_survival_run(tmp_path):
         (lambda t: t.replace(",tumor,", ",normal,"), {}, "only one class"),
         (lambda t: t.replace("s00_1,p00,normal", "s00_1,p00,tumor"), {}, "p00"),
         (lambda t: t + "ghost,p99,tumor,3,1\n", {}, "no feature file .*ghost"),
-        (lambda t: t, {"task": "survival", "survival_loss": "cox"}, "--batch-size"),
-        (lambda t: t, {"monitor": "c_index"}, "--monitor c_index does not fit"),
+        (lambda t: t, {"model_args": {"foo": 1}}, r"--model-args \{'foo': 1\} do not fit --model abmil \(.*'foo'"),
+        (lambda t: t, {"model_args": {"embed_dim": "big"}}, "--model-args .* do not fit --model abmil"),
+        (lambda t: t, {"model_args": {"dropout": 2.0}}, "--model-args .* do not fit --model abmil"),
+        (lambda t: t, {"model": "resnet18"}, "--model resnet18 is not a MIL model; choose one of abmil, "),
+        (lambda t: t, {"model": "abmli"}, "--model abmli is not a MIL model"),
     ],
 )
-def test_bad_input(tmp_path, edit, kwargs, needle):
+def test_bad_input_fails_before_anything_is_written(tmp_path, edit, kwargs, needle):
     cfg = config(tmp_path, max_epochs=1, **kwargs)
     cfg.samples.write_text(edit(cfg.samples.read_text()))
-    with pytest.raises(PathattnError, match=needle):
+    with pytest.raises(PathattnError, match=needle) as error:
         train_cv(cfg)
+    assert "\n" not in str(error.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features", "samples.csv"]
+
+
+def test_slides_without_patches_or_features_are_left_out_warned_and_listed(tmp_path, capsys):
+    samples, features = cohort(tmp_path)
+    for slide in ("empty_a", "empty_b"):
+        write_clam_pt(features / "pt_files" / f"{slide}.pt", np.zeros((0, 8), np.float32))
+    rows = "empty_a,p90,tumor,3,1\nempty_b,p91,normal,3,1\nghost,p92,tumor,3,1\n"
+    samples.write_text(samples.read_text() + rows)
+    cfg = TrainConfig(samples, features, tmp_path / "run", n_folds=3, max_epochs=1, n_boot=5, accelerator="cpu",
+                      skip_missing=True)  # fmt: skip
+    result = train_cv(cfg)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: warning:")]
+    assert warnings == [
+        "train: warning: 1 slide(s) left out of training and metrics, no feature file (--skip-missing): ghost "
+        '(listed in metrics.json under "excluded")',
+        "train: warning: 2 slide(s) left out of training and metrics, no patches (its feature file holds no "
+        'instance): empty_a, empty_b (listed in metrics.json under "excluded")',
+    ]
+    excluded = json.loads((cfg.out / "metrics.json").read_text())["excluded"]
+    assert (
+        excluded
+        == result["excluded"]
+        == [
+            {"slide_id": "ghost", "reason": "no feature file (--skip-missing)"},
+            {"slide_id": "empty_a", "reason": "no patches (its feature file holds no instance)"},
+            {"slide_id": "empty_b", "reason": "no patches (its feature file holds no instance)"},
+        ]
+    )
+    with open(cfg.out / "predictions.csv") as f:
+        predicted = {r["slide_id"] for r in csv.DictReader(f)}
+    assert len(predicted) == 32 and not predicted & {"empty_a", "empty_b", "ghost"}
+    assert not set(load_splits(cfg.out / "splits.json").slide_patient) & {"empty_a", "empty_b", "ghost"}
+
+
+def test_no_slide_with_patches_is_an_error(tmp_path):
+    (tmp_path / "f" / "pt_files").mkdir(parents=True)
+    write_clam_pt(tmp_path / "f" / "pt_files" / "a.pt", np.zeros((0, 4), np.float32))
+    (tmp_path / "s.csv").write_text("slide_id,patient_id,label\na,p,1\n")
+    with pytest.raises(PathattnError, match="every slide's feature file is empty"):
+        train_cv(TrainConfig(tmp_path / "s.csv", tmp_path / "f", tmp_path / "run"))
+
+
+def _snapshot(run):
+    """Every file of a run folder with its bytes."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_a_second_run_is_refused_and_overwrite_replaces_the_run_whole(tmp_path):
+    (tmp_path / "run").mkdir()  # an empty folder is used
+    train_cv(config(tmp_path, max_epochs=1, n_boot=5))
+    first = _snapshot(tmp_path / "run")
+    assert "fold_2/checkpoints/best.ckpt" in first
+    with pytest.raises(PathattnError) as error:
+        train_cv(config(tmp_path, max_epochs=1, n_boot=5))
+    assert str(error.value) == (
+        f"--out {tmp_path / 'run'} already holds a run (or other files); pass --overwrite to replace it, "
+        "or choose another --out"
+    )
+    assert _snapshot(tmp_path / "run") == first
+    result = train_cv(config(tmp_path, max_epochs=1, n_boot=5, n_folds=2, overwrite=True))
+    second = _snapshot(tmp_path / "run")
+    assert len(result["folds"]) == 2 and not any(name.startswith("fold_2") for name in second)
+    assert not [name for name in second if "-v1" in name]
+    with open(tmp_path / "run" / "predictions.csv") as f:
+        checkpoints = {r["checkpoint"] for r in csv.DictReader(f)}
+    assert all(Path(c).is_file() and Path(c).parent.parent.parent == (tmp_path / "run").resolve() for c in checkpoints)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features", "run", "samples.csv"]
+
+
+def test_a_run_that_fails_or_was_killed_leaves_the_old_run_intact(tmp_path, monkeypatch):
+    from pathattn.train.mil import crossval
+
+    train_cv(config(tmp_path, max_epochs=1, n_boot=5))
+    first = _snapshot(tmp_path / "run")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("the machine went away")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(crossval, "_predict", fail)
+        with pytest.raises(RuntimeError):
+            train_cv(config(tmp_path, max_epochs=1, n_boot=5, overwrite=True))
+    assert _snapshot(tmp_path / "run") == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features", "run", "samples.csv"]
+    killed = tmp_path / ".run.partial"  # what a killed run leaves
+    (killed / "fold_0").mkdir(parents=True)
+    (killed / "fold_0" / "stale.ckpt").write_text("x")
+    train_cv(config(tmp_path, max_epochs=1, n_boot=5, overwrite=True))
+    assert not (tmp_path / "run" / "fold_0" / "stale.ckpt").exists() and not killed.exists()
+
+
+@pytest.mark.parametrize("out", ["file", "file/run"])
+def test_out_naming_a_file_is_refused(tmp_path, out):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PathattnError, match=f"--out .*{out}: .*file is a file; pass a folder for the run"):
+        train_cv(config(tmp_path, out=out))
 
 
 @pytest.mark.parametrize("norm", ["standardize", "none"])

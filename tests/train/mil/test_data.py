@@ -8,10 +8,13 @@ from pathattn.errors import PathattnError
 from pathattn.io.bags import read_checked_bag, write_clam_pt, write_features
 from pathattn.train.mil.data import (
     BagDataset,
+    Sample,
     collate_bags,
+    empty_bags,
     feature_dim,
     feature_stats,
     match_features,
+    normalise_label,
     read_samples,
 )
 
@@ -61,6 +64,33 @@ def test_bad_sheets(tmp_path, text, task, needle):
         read_samples(_sheet(tmp_path, text), task)
 
 
+@pytest.mark.parametrize(
+    ("cell", "label"),
+    [("1", "1"), ("1.0", "1"), (" 01 ", "1"), ("1e0", "1"), ("+1.00", "1"), ("-0", "0"), ("0.50", "0.5"),
+     (".5", "0.5"), ("tumor", "tumor"), (" Tumor ", "Tumor"), ("1_000", "1_000"), ("inf", "inf"), ("", ""),
+     ("   ", ""), ("NaN", "")],
+)  # fmt: skip
+def test_normalise_label(cell, label):
+    assert normalise_label(cell) == label
+
+
+def test_spellings_of_one_number_are_one_class_named_by_its_integer_form(tmp_path):
+    sheet = _sheet(tmp_path, "slide_id,patient_id,label\na,p,1.0\nb,q,1\nc,r,0\nd,s,0.0\ne,t, 2.50\n")
+    samples, classes = read_samples(sheet, "classification")
+    assert classes == ["0", "1", "2.5"] and [s.label for s in samples] == [1, 1, 0, 0, 2]
+    assert read_samples(sheet, "classification", classes=["0.0", "1.00", "2.5"])[1] == ["0", "1", "2.5"]
+
+
+@pytest.mark.parametrize("cell", ["", "  ", "nan"])
+def test_a_missing_label_names_the_sheet_line_and_slide(tmp_path, cell):
+    sheet = _sheet(tmp_path, f"slide_id,patient_id,label\na,p,tumor\n\nb,q,{cell}\nc,r,normal\n")
+    with pytest.raises(PathattnError) as error:
+        read_samples(sheet, "classification")
+    message = str(error.value)
+    assert message.startswith(f"--samples {sheet} line 4: slide b has no label") and "fill in its class" in message
+    assert "\n" not in message
+
+
 def test_match_features_and_missing(tmp_path):
     samples, _ = read_samples(_sheet(tmp_path), "classification")
     folder = _bags(tmp_path, {"a": 3, "b": 5}, pt={"b"})
@@ -102,6 +132,12 @@ def test_padded_batches_and_subsampling(tmp_path):
     assert all(any(np.allclose(row, f) for f in full) for row in drawn.numpy())  # a subset of the bag's rows
 
 
+def test_empty_bags_are_those_without_instances(tmp_path):
+    folder = _bags(tmp_path, {"a": 3, "b": 0, "c": 0, "d": 2}, pt={"c", "d"})
+    _, paths = match_features([Sample(s, s) for s in "abcd"], folder)
+    assert empty_bags(paths) == ["b", "c"]
+
+
 def test_feature_stats_pool_every_instance_of_every_bag(tmp_path):
     feats = _bags(tmp_path, {"a": 5, "b": 0, "c": 9})
     samples, _ = read_samples(_sheet(tmp_path), "classification")
@@ -110,3 +146,22 @@ def test_feature_stats_pool_every_instance_of_every_bag(tmp_path):
     pooled = np.concatenate([read_checked_bag(paths[s]).features for s in ("a", "b", "c")])
     np.testing.assert_allclose(mean, pooled.mean(0), rtol=1e-5)
     np.testing.assert_allclose(std, pooled.std(0), rtol=1e-5)
+
+
+@pytest.mark.parametrize(("slide_id", "patient_id", "kind"), [("../x", "p1", "slide"), ("s1", "/etc/p", "patient")])
+def test_ids_follow_the_id_rule(tmp_path, slide_id, patient_id, kind):
+    from pathattn.train.mil.data import read_samples
+
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text(f"slide_id,patient_id,label\nok,p0,1\n{slide_id},{patient_id},0\n")
+    with pytest.raises(PathattnError, match=f"--samples {sheet} line 3: {kind} id .* is not allowed"):
+        read_samples(sheet, "classification")
+
+
+def test_a_volume_sheet_names_its_bags_by_volume_id(tmp_path):
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text(
+        "volume_id,patient_id,centre,label,ct_path\nP001_s1,P001,A,1,a.nii.gz\nP002_s1,P002,B,0,b.nii.gz\n"
+    )
+    samples, classes = read_samples(sheet, "classification")
+    assert [s.slide_id for s in samples] == ["P001_s1", "P002_s1"] and classes == ["0", "1"]

@@ -1,0 +1,72 @@
+"""The run folder of a training command: refused when it holds a run, replaced atomically with ``--overwrite``.
+
+A run is never written into ``--out`` directly. It is made in a sibling staging folder,
+``.{name}.partial`` beside ``--out``, and renamed to ``--out`` only when it has finished (:func:`publish`):
+
+* a second run into a folder that holds anything is refused unless ``overwrite`` (an empty folder is used);
+* with ``overwrite`` the old run stays as it is until the new one has finished, then the two are swapped
+  (two renames on one file system); a run that fails or is interrupted removes its staging folder, one that
+  is killed leaves it behind and the next run into the same ``--out`` removes it first;
+* so a folder never mixes the files of two runs (no ``best-v1.ckpt`` beside an old ``best.ckpt``).
+
+The staging folder's name depends on ``--out`` alone, so every process of a DDP run (Lightning re-runs the
+command) trains into the same one; only global rank 0 creates, publishes or removes it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from pathattn.errors import PathattnError
+
+STAGING_SUFFIX = ".partial"
+REPLACED_SUFFIX = ".replaced"
+
+
+def staging_folder(out: Path) -> Path:
+    """Where a run into ``out`` is made before :func:`publish` moves it to ``out``."""
+    return out.parent / f".{out.name}{STAGING_SUFFIX}"
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that is a file, or a folder that holds anything without ``overwrite``.
+
+    Raises:
+        PathattnError: naming ``--out`` (and ``--overwrite``) and the fix.
+    """
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise PathattnError(f"--out {out}: {existing} is a file; pass a folder for the run")
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        raise PathattnError(
+            f"--out {out} already holds a run (or other files); pass --overwrite to replace it, or choose another --out"
+        )
+
+
+def start(out: Path) -> Path:
+    """Make a fresh staging folder for a run into ``out`` (removing one a killed run left) and return it."""
+    staging = staging_folder(out)
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as error:
+        raise PathattnError(
+            f"--out {out}: cannot create {staging} beside it ({error.strerror}); choose a folder you can write to"
+        ) from None
+    return staging
+
+
+def publish(staging: Path, out: Path) -> None:
+    """Move the finished run ``staging`` to ``out``, replacing what ``out`` held."""
+    replaced = out.parent / f".{out.name}{REPLACED_SUFFIX}"
+    shutil.rmtree(replaced, ignore_errors=True)
+    if out.exists():
+        out.rename(replaced)
+    staging.rename(out)
+    shutil.rmtree(replaced, ignore_errors=True)
+
+
+def discard(staging: Path) -> None:
+    """Remove the staging folder of a run that failed or was interrupted."""
+    shutil.rmtree(staging, ignore_errors=True)
