@@ -268,7 +268,7 @@ def _labels(samples: Path | None) -> tuple[dict[str, str], dict[str, Path]]:
     """Labels and slide files by slide id from a sample sheet (empty without one)."""
     if samples is None:
         return {}, {}
-    rows = read_table(samples)
+    rows = read_table(samples, aliases={"slide_id": "volume_id"})  # a volume sheet's volume_id stands for slide_id
     labels = {row["slide_id"]: row.get("label", "") for row in rows if row.get("slide_id")}
     has_paths = any(column in rows[0] for column in ("slide_path", "path"))
     return labels, {e.slide_id: e.path for e in read_sample_sheet(samples)} if has_paths else {}

@@ -136,9 +136,25 @@ def lists_volumes(paths: Sequence[str | os.PathLike[str]] | None, samples: str |
     """Whether a command's inputs (``--slides`` or ``--samples``) are volumes rather than slides."""
     if samples:
         return is_volume_sheet(samples)
-    return bool(paths) and all(
-        is_volume_path(p) and not (Path(p).is_dir() and find_slides(Path(p))) for p in paths or ()
-    )
+    return bool(paths) and all(_is_volume_input(Path(p)) for p in paths or ())
+
+
+def _is_volume_input(path: Path) -> bool:
+    """A volume file, or a folder without slide files that holds volume files or DICOM files."""
+    if not path.is_dir():
+        return is_volume_path(path)
+    if find_slides(path):
+        return False
+    return any(f.is_file() and (is_volume_path(f) or _is_dicom(f)) for f in path.iterdir())
+
+
+def _is_dicom(path: Path) -> bool:
+    """Whether a file starts with the DICOM preamble (``DICM`` at byte 128)."""
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
 
 
 def select_volumes(

@@ -1,10 +1,12 @@
-"""The demo: generate the synthetic cohort and run the whole Snakemake workflow on it.
+"""The demo: generate the synthetic cohorts and run the whole Snakemake workflow on each.
 
-The cohort goes to ``OUT/cohort`` and the workflow (``snakemake/Snakefile`` with the study config
-``workflows/demo/config.yaml`` and the local profile) runs with ``OUT`` as its working directory, so the
-results land in ``OUT/results/demo`` and Snakemake's state in ``OUT/.snakemake``. Both steps are commands
-(``pathattn synth wsi``, ``snakemake``) run beside this Python, and both resume: run the demo again and only
-what is missing or out of date is made.
+Two studies, each a cohort and a study config run by the same workflow: **slides** (``pathattn synth wsi``
+into ``OUT/cohort``, ``workflows/demo/config.yaml``) and **volumes** (``pathattn synth volume`` into
+``OUT/volume_cohort``, ``workflows/demo_volumes/config.yaml``: PET/CT axial slices, ``kind: volumes``).
+The workflow (``snakemake/Snakefile`` with the study's config and the local profile) runs with ``OUT`` as its
+working directory, so the results land in ``OUT/results/<study>`` and Snakemake's state in ``OUT/.snakemake``.
+Every step is a command (``pathattn synth``, ``snakemake``) run beside this Python, and every step resumes: run
+the demo again and only what is missing or out of date is made.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -22,10 +27,15 @@ from pathattn.batch import print_error
 from pathattn.errors import PathattnError
 from pathattn.workflow.layout import StudyLayout
 
+StudyKind = Literal["slides", "volumes"]
+STUDY_CHOICES = ("slides", "volumes", "all")
+COHORT_FOLDERS: dict[str, str] = {"slides": "cohort", "volumes": "volume_cohort"}  # under OUT, as the configs say
+CONFIGS: dict[str, str] = {"slides": "workflows/demo/config.yaml", "volumes": "workflows/demo_volumes/config.yaml"}
+
 
 @dataclass(frozen=True)
 class DemoCohort:
-    """The synthetic cohort of the demo (``pathattn synth wsi``).
+    """The synthetic slide cohort of the demo (``pathattn synth wsi``).
 
     Args:
         n_slides: slides in the cohort.
@@ -47,6 +57,70 @@ class DemoCohort:
         ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class VolumeCohort:
+    """The synthetic PET/CT cohort of the demo (``pathattn synth volume``; about 1.3 studies per patient).
+
+    Args:
+        n_patients: patients in the cohort (half with lesions).
+        seed: seed of the cohort.
+        shape: voxels (I, J, K) of every CT volume.
+    """
+
+    n_patients: int
+    seed: int
+    shape: tuple[int, int, int] = (96, 96, 40)
+
+    def command(self, folder: Path) -> list[str]:
+        """The ``pathattn synth volume`` command line that writes the cohort into ``folder``."""
+        return [
+            executable("pathattn"), "synth", "volume", "--out", str(folder), "--n-patients", str(self.n_patients),
+            "--seed", str(self.seed), "--shape", "[" + ",".join(str(n) for n in self.shape) + "]",
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DemoStudy:
+    """One study of the demo: a synthetic cohort and the study config the workflow runs on it.
+
+    Args:
+        kind: ``slides`` or ``volumes``; the cohort goes to ``OUT/<COHORT_FOLDERS[kind]>``.
+        cohort: the generator of the cohort.
+        configfile: the study config (None: the repository's ``CONFIGS[kind]``).
+    """
+
+    kind: StudyKind
+    cohort: DemoCohort | VolumeCohort
+    configfile: str | Path | None = None
+
+    @property
+    def option(self) -> str:
+        """The ``pathattn demo`` option that gives this study's config."""
+        return "--volume-configfile" if self.kind == "volumes" else "--configfile"
+
+    def config(self, repo: Path) -> Path:
+        """The study config, absolute."""
+        return Path(self.configfile).resolve() if self.configfile else repo / CONFIGS[self.kind]
+
+
+def demo_studies(
+    study: str, slides: DemoCohort, volumes: VolumeCohort, configfile: str | Path | None = None,
+    volume_configfile: str | Path | None = None,
+) -> list[DemoStudy]:  # fmt: skip
+    """The studies ``--study`` asks for, in the order they run (slides first).
+
+    Raises:
+        PathattnError: ``study`` is not one of :data:`STUDY_CHOICES`.
+    """
+    if study not in STUDY_CHOICES:
+        raise PathattnError(f"--study must be one of {', '.join(STUDY_CHOICES)} (got {study!r})")
+    chosen = [
+        DemoStudy("slides", slides, configfile) if study in ("slides", "all") else None,
+        DemoStudy("volumes", volumes, volume_configfile) if study in ("volumes", "all") else None,
+    ]
+    return [entry for entry in chosen if entry is not None]
+
+
 def repository() -> Path:
     """The checkout pathattn runs from, which holds the workflow (``snakemake/``), ``configs/`` and ``workflows/``.
 
@@ -62,8 +136,12 @@ def repository() -> Path:
     return root
 
 
-def study_layout(configfile: Path) -> StudyLayout:
+def study_layout(configfile: Path, option: str = "--configfile") -> StudyLayout:
     """The results layout of a study config (``results``, or ``results/<study>``), relative to the run folder.
+
+    Args:
+        configfile: the study config.
+        option: the option that named it, for the error message.
 
     Raises:
         PathattnError: the file is missing or is not a study config.
@@ -73,7 +151,7 @@ def study_layout(configfile: Path) -> StudyLayout:
         return StudyLayout(Path(study.get("results") or f"results/{study['study']}"))
     except (OSError, yaml.YAMLError, AttributeError, KeyError, TypeError):
         raise PathattnError(
-            f"--configfile {configfile} is not a study config with a 'study' key; see workflows/demo/config.yaml"
+            f"{option} {configfile} is not a study config with a 'study' key; see workflows/demo/config.yaml"
         ) from None
 
 
@@ -110,20 +188,35 @@ def _run(command: list[str]) -> int:
     return subprocess.run(command, env=env, check=False).returncode
 
 
-def run_demo(
-    out: str | Path, cohort: DemoCohort, cores: int | None = None, configfile: str | Path | None = None
-) -> int:
-    """Generate the cohort (resumable), run the workflow, and print where the report is.
+def _run_study(repo: Path, out: Path, study: DemoStudy, layout: StudyLayout, cores: int | None) -> int:
+    """Generate one study's cohort and run the workflow on it; 0, the exit code of ``pathattn synth``, or 1."""
+    started = time.monotonic()
+    code = _run(study.cohort.command(out / COHORT_FOLDERS[study.kind]))
+    if code:
+        return code
+    code = _run(snakemake_command(repo, out, study.config(repo), cores))
+    if code:
+        print_error("demo", f"the workflow failed (snakemake exit {code}); each job's log is under "
+                    f"{out / layout.logs}, and running the demo again resumes")  # fmt: skip
+        return 1
+    print(f"demo: the {study.kind} study took {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    print(f"demo finished: report {out / layout.report}", flush=True)
+    return 0
+
+
+def run_demo(out: str | Path, studies: Sequence[DemoStudy], cores: int | None = None) -> int:
+    """Generate each study's cohort (resumable), run the workflow on it, and print where its report is.
+
+    The studies run one after the other; the first that fails stops the demo.
 
     Args:
-        out: the working folder: ``cohort/``, the results folder and Snakemake's state.
-        cohort: the synthetic cohort.
+        out: the working folder: the cohorts, the results folders and Snakemake's state.
+        studies: the studies, in order (:func:`demo_studies`).
         cores: cores for Snakemake (None: all).
-        configfile: the study config (default: the repository's ``workflows/demo/config.yaml``).
 
     Returns:
-        0 when the workflow finished; the exit code of ``pathattn synth`` when it failed (2 for bad options);
-        1 when the workflow failed.
+        0 when every workflow finished; the exit code of ``pathattn synth`` when it failed (2 for bad options);
+        1 when a workflow failed.
 
     Raises:
         PathattnError: bad options, a config that is not a study config, or no repository beside pathattn.
@@ -131,17 +224,12 @@ def run_demo(
     if cores is not None and cores < 1:
         raise PathattnError("--cores must be at least 1 (or left out: all cores)")
     repo = repository()
-    configfile = Path(configfile).resolve() if configfile else repo / "workflows" / "demo" / "config.yaml"
-    layout = study_layout(configfile)
+    layouts = [
+        study_layout(study.config(repo), study.option) for study in studies
+    ]  # every config checked before any work
     out = Path(out).resolve()
-    workflow = snakemake_command(repo, out, configfile, cores)
-    code = _run(cohort.command(out / "cohort"))
-    if code:
-        return code
-    code = _run(workflow)
-    if code:
-        print_error("demo", f"the workflow failed (snakemake exit {code}); each job's log is under "
-                    f"{out / layout.logs}, and running the demo again resumes")  # fmt: skip
-        return 1
-    print(f"demo finished: report {out / layout.report}")
+    for study, layout in zip(studies, layouts, strict=True):
+        code = _run_study(repo, out, study, layout, cores)
+        if code:
+            return code
     return 0

@@ -4,7 +4,8 @@ The Snakemake rules (``snakemake/rules/common.smk`` builds one :class:`StudyLayo
 folder), ``pathattn report`` (which finds the stage folders of a results folder) and ``pathattn demo`` (which
 finds the report) all take their paths from here::
 
-    DIR/tiles/        'pathattn tile': coords/{slide_id}.h5, tissue/{slide_id}.geojson, qc/{slide_id}.png, manifest.csv
+    DIR/tiles/        'pathattn tile': coords/{slide_id}.h5, tissue/{slide_id}.geojson (slides) or
+                      foreground/{slide_id}.nii.gz (volumes), qc/{slide_id}.png, manifest.csv
     DIR/features/     'pathattn extract': h5_files/{slide_id}.h5, manifest.csv
     DIR/train/        'pathattn train': metrics.json, predictions.csv (out of fold), splits.json, fold_k/
     DIR/predict/      'pathattn predict': predictions.csv, attention/{slide_id}.h5
@@ -15,7 +16,8 @@ finds the report) all take their paths from here::
     DIR/logs/<rule>/  one log per workflow job: {slide_id}.log or cohort.log
 
 A per-slide path takes the slide's id; its default :data:`SLIDE` is the literal Snakemake wildcard
-``{slide_id}``, so the same method gives a rule's file pattern and one slide's file.
+``{slide_id}``, so the same method gives a rule's file pattern and one slide's file. In a volume study
+(``kind: volumes``) the volume id stands for the slide id, as in every ``pathattn`` command.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ COMMANDS = {
     "evaluate": "evaluate wsol",
 }
 STAGES = tuple(COMMANDS)
+KINDS = ("slides", "volumes")  # what a study's items are (the config key ``kind``)
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,20 @@ class StudyLayout:
     def tissue(self, slide_id: str = SLIDE) -> Path:
         """The tissue mask of a slide, QuPath GeoJSON (``pathattn tile``)."""
         return self.stage("tiles") / "tissue" / f"{slide_id}.geojson"
+
+    def foreground(self, slide_id: str = SLIDE) -> Path:
+        """The foreground (body) mask of a volume, NIfTI on the tiling's grid (``pathattn tile`` on volumes)."""
+        return self.stage("tiles") / "foreground" / f"{slide_id}.nii.gz"
+
+    def mask(self, kind: str, slide_id: str = SLIDE) -> Path:
+        """The tiling's mask of an item of a study of ``kind``: :meth:`tissue` (slides) or :meth:`foreground` (volumes).
+
+        Raises:
+            KeyError: ``kind`` is neither ``slides`` nor ``volumes``.
+        """
+        if kind not in KINDS:
+            raise KeyError(f"unknown study kind {kind!r}; one of {', '.join(KINDS)}")
+        return self.foreground(slide_id) if kind == "volumes" else self.tissue(slide_id)
 
     def qc(self, slide_id: str = SLIDE) -> Path:
         """The tiling quality-control image of a slide (``pathattn tile``)."""

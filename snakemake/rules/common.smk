@@ -1,6 +1,12 @@
 # Shared by the rules: the study's results layout, its sample sheet (validated), the stages' options and how a
 # per-slide stage runs (one job per slide, or one job for the cohort with `batch: true`). The configuration
 # itself is validated in the Snakefile before this file is read.
+#
+# `kind: volumes` makes the same rules serve CT/MRI/PET studies: the sheet lists studies (volume_id, one
+# <modality>_path column per image, label_path), the volume id stands for the slide id (the wildcard
+# {slide_id} holds it, as --slide-ids does in every pathattn command), tiling writes foreground/{id}.nii.gz
+# instead of tissue GeoJSON, there is no heatmap job, and evaluate scores the attention against the label
+# volumes (no annotations).
 
 import os
 from pathlib import Path
@@ -11,8 +17,19 @@ from pathattn.errors import PathattnError
 from pathattn.io.samples import read_sample_sheet, read_table
 from pathattn.workflow.layout import COHORT, SLIDE, StudyLayout
 
+# the columns that are not images in a volume sheet, as in pathattn.io.volume_samples (which imports torch)
+NOT_IMAGE_COLUMNS = ("slide_path", "label_path")
+SAMPLE_SCHEMAS = {"slides": "samples.schema.yaml", "volumes": "volume_samples.schema.yaml"}
+DEFAULT_CONFIGS = {  # a stage's --config file when the study config names none, by kind
+    "tile": {"slides": "configs/tile/default.yaml", "volumes": "configs/tile/volume_pet_ct_axial.yaml"},
+    "evaluate": {"slides": "configs/evaluate/wsol.yaml", "volumes": "configs/evaluate/wsol_volumes.yaml"},
+}
+
 REPO = Path(workflow.basedir).parent
 LAYOUT = StudyLayout(Path(config.get("results") or f"results/{config['study']}"))
+KIND = config["kind"]  # slides or volumes
+VOLUMES = KIND == "volumes"
+HEATMAPS = not VOLUMES  # a volume's attention is drawn by the report (along the slice axis), not by pathattn heatmap
 TASK = config["train"]["task"]
 TASK_COLUMNS = {"classification": ("label",), "survival": ("time", "event")}
 NUMERIC_COLUMNS = ("time", "event", "mpp")
@@ -42,6 +59,22 @@ def data_path(path, key, kind="file"):
     return path
 
 
+def stage_config(stage):
+    """The ``--config`` file of ``stage`` (``tile``, ``evaluate``): the study's, else the default of its kind."""
+    return repo_file(config[stage].get("config") or DEFAULT_CONFIGS[stage][KIND], f"{stage}.config")
+
+
+def image_columns(columns):
+    """The ``<modality>_path`` columns of a volume sheet (ct_path, pet_path, ...), in order."""
+    return [c for c in columns if c.endswith("_path") and c not in NOT_IMAGE_COLUMNS and len(c) > len("_path")]
+
+
+def sheet_kind(columns):
+    """What a sheet with these columns lists, as ``pathattn tile`` decides it (``slides`` or ``volumes``)."""
+    listed = "slide_path" not in columns and (image_columns(columns) or "volume_id" in columns)
+    return "volumes" if listed else "slides"
+
+
 def as_record(row):
     """A sample-sheet row as the schema sees it: empty cells left out, numeric columns as numbers."""
     record = {}
@@ -56,23 +89,52 @@ def as_record(row):
 
 
 def check_row(sheet, line, row):
-    """Validate one row against schemas/samples.schema.yaml and the columns train.task needs."""
+    """Validate one row against the schema of its kind (schemas/*samples.schema.yaml) and train.task's columns."""
     record = as_record(row)
     missing = [column for column in TASK_COLUMNS[TASK] if column not in record]
     if missing:
         raise WorkflowError(
             f"sample sheet {sheet} line {line}: train.task {TASK} needs a value in column(s) {', '.join(missing)}"
         )
-    check_schema(record, "samples.schema.yaml", f"sample sheet {sheet} line {line}")
+    check_schema(record, SAMPLE_SCHEMAS[KIND], f"sample sheet {sheet} line {line}")
+
+
+def read_volumes(sheet, rows):
+    """Volume id → its images and label volume (absolute; relative paths are relative to the sheet's folder)."""
+    columns = image_columns(rows[0])
+    if not columns:
+        raise WorkflowError(
+            f"sample sheet {sheet}: no image column; name one column per modality <modality>_path (ct_path, pet_path)"
+        )
+    volumes = {}
+    for line, row in enumerate(rows, start=2):
+        if not any(row[column] for column in columns):
+            raise WorkflowError(
+                f"sample sheet {sheet} line {line}: every image cell ({', '.join(columns)}) is empty; give an image"
+            )
+        if row["volume_id"] in volumes:
+            volume_id = row["volume_id"]
+            raise WorkflowError(f"sample sheet {sheet} line {line}: two studies share the volume_id '{volume_id}'")
+        files = [row[column] for column in [*columns, "label_path"] if row.get(column)]
+        volumes[row["volume_id"]] = [str((Path(sheet).parent / file).absolute()) for file in files]
+    return volumes
 
 
 def read_samples(sheet):
-    """Slide id → slide file of a validated sample sheet (paths relative to the sheet's folder)."""
+    """Id → input files of a validated sample sheet: a slide's file, or a study's images and label volume."""
     try:
         rows = read_table(sheet)
+        listed = sheet_kind(rows[0])
+        if listed != KIND:
+            columns = "volume_id or <modality>_path columns" if listed == "volumes" else "a slide_path column"
+            raise WorkflowError(
+                f"config key kind: the sample sheet {sheet} lists {listed} ({columns}); set kind: {listed}"
+            )
         for line, row in enumerate(rows, start=2):
             check_row(sheet, line, row)
-        return {entry.slide_id: str(entry.path) for entry in read_sample_sheet(sheet)}
+        if VOLUMES:
+            return read_volumes(sheet, rows)
+        return {entry.slide_id: [str(entry.path)] for entry in read_sample_sheet(sheet)}
     except PathattnError as err:
         raise WorkflowError(f"config key samples: {err}") from None
 
@@ -99,14 +161,19 @@ def slide_reports(path, caption, category):
     return report(path(), caption=caption, category=category, labels={"slide": SLIDE})
 
 
+def mask(slide_id=SLIDE):
+    """The tiling's mask of an item: a slide's tissue GeoJSON, or a volume's foreground NIfTI."""
+    return LAYOUT.mask(KIND, slide_id)
+
+
 def top_patches(slide_id=SLIDE):
     """The GeoJSON file of a slide's heatmap.top_k patches of highest attention."""
     return LAYOUT.top_patches(TOP_K, slide_id)
 
 
 def job_slides(wildcards):
-    """An input function: the slide files of a per-slide stage's job (its slide, or every slide)."""
-    return list(SLIDES.values()) if BATCH else SLIDES[wildcards.slide_id]
+    """An input function: the input files of a per-slide stage's job (its slide or volume, or every one)."""
+    return [file for files in SLIDES.values() for file in files] if BATCH else SLIDES[wildcards.slide_id]
 
 
 def slide_ids_arg(wildcards):
@@ -115,24 +182,34 @@ def slide_ids_arg(wildcards):
 
 
 SAMPLE_SHEET = data_path(config["samples"], "samples")
-SLIDES = read_samples(SAMPLE_SHEET)
+SLIDES = read_samples(SAMPLE_SHEET)  # slide or volume id → its files
 SLIDE_IDS = sorted(SLIDES)
+if VOLUMES and config["annotations"]:
+    raise WorkflowError(
+        "config key annotations: GeoJSON annotations are for slides; a volume study takes its ground truth from "
+        "the sample sheet's label_path column (remove the key, or set kind: slides)"
+    )
 ANNOTATIONS = config["annotations"] and data_path(config["annotations"], "annotations", "folder")
+LABELLED = VOLUMES and any(row.get("label_path") for row in read_table(SAMPLE_SHEET))  # the volumes' ground truth
 ANNOTATION_ARGS = f"--annotations {ANNOTATIONS}" if ANNOTATIONS else ""
 WEIGHTS = config["extract"]["weights"]  # an input of extract: Snakemake names it when missing
-TILE_CONFIG = repo_file(config["tile"]["config"], "tile.config")
+TILE_CONFIG = stage_config("tile")
 TILE_THREADS = config["tile"]["threads"] if BATCH else 1  # a per-slide job tiles one slide
 EXTRACT_CONFIG = repo_file(config["extract"]["config"], "extract.config")
 TRAIN_CONFIGS = [repo_file(path, "train.configs") for path in config["train"]["configs"]]
 TOP_K = config["heatmap"]["top_k"]
 EXPLAIN = config["explain"]["activate"]
 EVALUATE = config["evaluate"]["activate"]
-if EVALUATE and not ANNOTATIONS:
+EVALUABLE = LABELLED if VOLUMES else bool(ANNOTATIONS)  # a ground truth to score the attention against
+if EVALUATE and not EVALUABLE:
     raise WorkflowError(
-        "config key evaluate.activate: localization is scored against tumor annotations; set the config key "
+        "config key evaluate.activate: localization on volumes is scored against their label volumes; give them "
+        "in a label_path column of the sample sheet, or set evaluate.activate: false"
+        if VOLUMES
+        else "config key evaluate.activate: localization is scored against tumor annotations; set the config key "
         "annotations to their folder, or evaluate.activate: false"
     )
-WSOL_CONFIG = repo_file(config["evaluate"]["config"], "evaluate.config")
+WSOL_CONFIG = stage_config("evaluate")
 
 wildcard_constraints:
     slide_id="[^/]+",

@@ -1,11 +1,12 @@
 # The study's HTML report (pathattn report): metrics, predictions, heatmaps and QC of the results folder, and
 # the counterfactual and localization sections when the study activates explain and evaluate (so that a new
-# explanation or evaluation makes the report again).
+# explanation or evaluation makes the report again). A volume study's section is drawn from the attention, the
+# tiling and the images themselves (there are no heatmaps).
 
 
 rule report:
     input:
-        heatmaps=every_slide(LAYOUT.heatmap),
+        pictures=every_slide(LAYOUT.heatmap if HEATMAPS else LAYOUT.attention),
         qc=every_slide(LAYOUT.qc),
         metrics=LAYOUT.train_metrics,
         predictions=LAYOUT.predictions,

@@ -1,5 +1,8 @@
 # Tiling: one job per slide, or with `batch: true` one job for the cohort (--workers slides at a time); every
-# job writes into the tiles folder (per-slide files; manifest.csv merged under a lock).
+# job writes into the tiles folder (per-slide files; manifest.csv merged under a lock). With `kind: volumes` the
+# same command tiles each study of the sheet (its images and label volume are the job's inputs) into slices or
+# 3-D patches, with the volume options of tile.config (configs/tile/volume_*.yaml), and writes its foreground
+# mask as foreground/{id}.nii.gz where a slide has tissue/{id}.geojson.
 
 
 rule tile:
@@ -8,7 +11,7 @@ rule tile:
         config=TILE_CONFIG,
     output:
         coords=job_files(LAYOUT.coords),
-        tissue=job_files(LAYOUT.tissue),
+        mask=job_files(mask),
         qc=slide_reports(LAYOUT.qc, caption="../report/qc.rst", category="Tiling"),
     params:
         out=LAYOUT.stage("tiles"),

@@ -27,7 +27,6 @@ rule train:
     conda:
         "../envs/pathattn.yaml"
     shell:
-        # the folds of an earlier run go first: Lightning would keep their checkpoints beside the new ones
-        "rm -rf {params.out}/fold_* && "
+        # --overwrite: a re-run replaces the earlier run as a whole, once the new one has finished
         "pathattn train {params.configs} --samples {input.samples} --features {params.features} "
-        "--out {params.out} --task {params.task} {params.extra} > {log} 2>&1"
+        "--out {params.out} --task {params.task} --overwrite {params.extra} > {log} 2>&1"

@@ -22,6 +22,13 @@ _JOB = re.compile(r"^(?:local)?rule (\w+):\n((?: {4}.*\n)*)", re.MULTILINE)
 _SLIDE = re.compile(r"wildcards: slide_id=(\S+)")
 
 
+def _sheet_of(config: dict, root: Path, data: str) -> tuple[dict, Path, str]:
+    """The preset ``config``, the path of its sample sheet under ``root`` and its separator; makes ``data``."""
+    sheet = root / config["samples"]
+    (sheet.parent / data).mkdir(parents=True, exist_ok=True)
+    return config, sheet, "\t" if sheet.suffix == ".tsv" else ","
+
+
 @pytest.fixture
 def preset():
     """``preset(name)``: the study config ``workflows/<name>/config.yaml`` as a dict."""
@@ -45,21 +52,23 @@ def study_config(tmp_path, preset):
     return write
 
 
-def _write_results(layout: StudyLayout, slide_ids: list[str], top_k: int) -> None:
+def _write_results(layout: StudyLayout, slide_ids: list[str], top_k: int, kind: str = "slides") -> None:
     """Empty stand-ins for every output of a study (explain and evaluate included), each stage newer than the last.
 
-    Without Snakemake's records of a run, only modification times decide what is out of date.
+    Without Snakemake's records of a run, only modification times decide what is out of date. A volume study
+    (``kind`` volumes) has foreground masks instead of tissue masks, and no heatmaps.
     """
 
     def each(*paths):
         return [path(slide_id) for path in paths for slide_id in slide_ids]
 
+    heatmaps = (layout.heatmap, layout.heatmap_geojson, functools.partial(layout.top_patches, top_k))
     stages = [
-        each(layout.coords, layout.tissue, layout.qc),
+        each(layout.coords, functools.partial(layout.mask, kind), layout.qc),
         each(layout.features),
         [layout.train_metrics, layout.train_predictions, layout.train_splits],
         [layout.predictions, *each(layout.attention)],
-        each(layout.heatmap, layout.heatmap_geojson, functools.partial(layout.top_patches, top_k)),
+        each(*heatmaps) if kind == "slides" else [],
         [layout.explain_summary, *each(layout.explanation)],
         [layout.wsol_summary, layout.wsol_metrics, layout.wsol_curves],
         [layout.report],
@@ -112,11 +121,8 @@ def study(tmp_path, preset):
     """
 
     def make(name: str, n_slides: int = 4) -> Path:
-        config = preset(name)
+        config, sheet, sep = _sheet_of(preset(name), tmp_path, "slides")
         survival = config["train"]["task"] == "survival"
-        sheet = tmp_path / config["samples"]
-        (sheet.parent / "slides").mkdir(parents=True, exist_ok=True)
-        sep = "\t" if sheet.suffix == ".tsv" else ","
         lines = [sep.join(["slide_id", "patient_id", *(["time", "event"] if survival else ["label"]), "slide_path"])]
         for k in range(n_slides):
             (sheet.parent / "slides" / f"s{k}.tif").touch()
@@ -125,6 +131,40 @@ def study(tmp_path, preset):
         sheet.write_text("\n".join(lines) + "\n")
         if config.get("annotations"):
             (tmp_path / config["annotations"]).mkdir(parents=True, exist_ok=True)
+        if config["extract"].get("weights"):
+            (tmp_path / config["extract"]["weights"]).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / config["extract"]["weights"]).touch()
+        return tmp_path
+
+    return make
+
+
+@pytest.fixture
+def volume_study(tmp_path, preset):
+    """``volume_study(name, n_volumes)``: a working folder for a volume preset with the data files it names.
+
+    The sample sheet (at the preset's path, with the columns of its task) lists ``n_volumes`` PET/CT studies,
+    ``v0`` .. ``v{n-1}`` of patients ``p0``, ``p0``, ``p1``, ``p1``, ... (two studies each), whose images and
+    label volumes are empty files (a dry run only checks that inputs exist), except ``v0``'s CT: a DICOM
+    series folder. The encoder weights are there when the preset names them.
+    """
+
+    def make(name: str, n_volumes: int = 4) -> Path:
+        config, sheet, sep = _sheet_of(preset(name), tmp_path, "images")
+        survival = config["train"]["task"] == "survival"
+        task = ["time", "event"] if survival else ["label"]
+        lines = [sep.join(["volume_id", "patient_id", *task, "ct_path", "pet_path", "label_path"])]
+        for k in range(n_volumes):
+            files = [f"images/v{k}_{image}.nii.gz" for image in ("ct", "pet", "label")]
+            if k == 0:
+                files[0] = "dicom/v0_ct"
+                (sheet.parent / files[0]).mkdir(parents=True, exist_ok=True)
+                (sheet.parent / files[0] / "IM0001.dcm").touch()
+            for file in files[1:] if k == 0 else files:
+                (sheet.parent / file).touch()
+            values = [f"{10 + k}.5", str(k % 2)] if survival else [f"class{k // 2 % 2}"]
+            lines.append(sep.join([f"v{k}", f"p{k // 2}", *values, *files]))
+        sheet.write_text("\n".join(lines) + "\n")
         if config["extract"].get("weights"):
             (tmp_path / config["extract"]["weights"]).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / config["extract"]["weights"]).touch()
@@ -144,5 +184,18 @@ def finished_study(study, study_config, preset):
             StudyLayout(cwd / "results" / "demo"), [f"s{k}" for k in range(4)], preset("demo")["heatmap"]["top_k"]
         )
         return cwd, study_config("demo", batch=batch)
+
+    return make
+
+
+@pytest.fixture
+def finished_volume_study(volume_study, study_config):
+    """``finished_volume_study(batch)``: the volume demo study on 4 volumes with every output made (stand-ins,
+    each newer than its inputs); its working folder and config (``batch`` set)."""
+
+    def make(batch: bool) -> tuple[Path, Path]:
+        cwd = volume_study("demo_volumes", n_volumes=4)
+        _write_results(StudyLayout(cwd / "results" / "demo_volumes"), [f"v{k}" for k in range(4)], 1, "volumes")
+        return cwd, study_config("demo_volumes", batch=batch)
 
     return make

@@ -1,4 +1,5 @@
-"""`pathattn demo` runs the whole workflow (batch mode, explain and evaluate) on a tiny cohort, then resumes.
+"""`pathattn demo --study slides` runs the whole workflow (batch mode, explain and evaluate) on a tiny cohort, then
+resumes (the volume study: test_demo_volumes.py).
 
 What a re-run makes per slide is checked on stand-in outputs in test_incremental.py.
 """
@@ -21,7 +22,7 @@ RULES = ("tile", "extract", "train", "predict", "heatmap", "explain", "evaluate"
 def tiny_demo(tmp_path, preset):
     """The demo preset with 2 folds of 2 epochs and a top-5 heatmap export (evaluate calibrates on 2 of 4 slides)."""
     config = preset("demo")
-    config["train"]["extra"] = "--n_folds 2 --max_epochs 2 --n_boot 20"
+    config["train"]["extra"] = "--n-folds 2 --max-epochs 2 --n-boot 20"
     config["heatmap"]["top_k"] = 5
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -57,7 +58,7 @@ def _check_results(layout):
 @pytest.mark.slow
 def test_demo_runs_the_workflow_then_resumes(tmp_path, tiny_demo, dry_run, snakemake, capsys):
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--n-slides", "4", "--width", "2048", "--height", "2048",
+    args = ["demo", "--out", str(out), "--study", "slides", "--n-slides", "4", "--width", "2048", "--height", "2048",
             "--configfile", str(tiny_demo), "--cores", "2"]  # fmt: skip
     assert main(args) == 0
     layout = StudyLayout(out / "results" / "demo")

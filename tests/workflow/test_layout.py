@@ -25,3 +25,11 @@ def test_a_bare_training_run_holds_the_training_files_itself():
     assert run.stage("predict") == Path("runs/abmil/predict")
     with pytest.raises(KeyError, match="unknown stage 'heatmap'"):
         run.stage("heatmap")
+
+
+def test_the_mask_of_a_tiling_follows_the_kind_of_study():
+    layout = StudyLayout(Path("results/ct"))
+    assert layout.mask("slides", "s1") == layout.tissue("s1") == Path("results/ct/tiles/tissue/s1.geojson")
+    assert layout.mask("volumes") == layout.foreground() == Path("results/ct/tiles/foreground/{slide_id}.nii.gz")
+    with pytest.raises(KeyError, match="unknown study kind 'ct'"):
+        layout.mask("ct")

@@ -60,10 +60,11 @@ def test_partial_target_and_slurm_profile(study, snakemake):
 
 
 @MODES
-def test_lint_is_clean_with_every_preset_and_its_example_sheet(study, study_config, snakemake, batch):
+def test_lint_is_clean_with_every_preset_and_its_example_sheet(study, volume_study, study_config, snakemake, batch):
     cwd = study("demo")
+    assert volume_study("demo_volumes") == cwd
     shutil.copytree(REPO / "workflows", cwd / "workflows")  # the example sheets, where the presets name them
-    for name in PRESETS:
+    for name in (*PRESETS, "demo_volumes", "volume_classification"):
         result = snakemake(cwd, "--configfile", study_config(name, batch=batch), "--lint")
         assert result.returncode == 0 and "Congratulations" in result.stdout, (name, result.stdout)
 
