@@ -109,7 +109,8 @@ def _is_volume_run(opts: Namespace) -> bool:
     """
     if opts.scores is None or opts.maps is not None or not Path(opts.scores).is_dir():
         return False
-    from pathattn.evaluate.volumes import VOXEL_IJK, coordinate_space
+    from pathattn.evaluate.volumes import coordinate_space
+    from pathattn.io.coords import VOXEL_IJK
 
     try:
         return coordinate_space(Path(opts.scores), _path(opts.features)) == VOXEL_IJK

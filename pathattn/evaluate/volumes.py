@@ -51,10 +51,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from pathattn.errors import PathattnError
 from pathattn.evaluate import protocol, wsol
 from pathattn.evaluate.slides import find_score_files, read_patch_scores
-from pathattn.io.coords import PatchCoords, open_h5, plain_attr, read_coords
+from pathattn.io.coords import VOXEL_IJK, PatchCoords, open_h5, plain_attr, read_coords
 from pathattn.scoremaps.normalise import Normalisation, normalise
 
-VOXEL_IJK = "voxel_ijk"
 """The ``coord_space`` attribute of volume coordinates."""
 RETILE = "re-run 'pathattn tile' on the volumes with their label volumes (label_path)"
 

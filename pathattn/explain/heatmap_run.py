@@ -27,6 +27,7 @@ from pathattn.batch import Batch, BatchRow
 from pathattn.errors import PathattnError
 from pathattn.explain.heatmap import HeatmapStyle, heatmap_slide, output_paths
 from pathattn.io.bags import find_bags, read_checked_bag
+from pathattn.io.coords import is_volume_attrs
 from pathattn.io.manifest import read_manifest, run_files
 from pathattn.io.runs import checkpoint_file
 from pathattn.io.samples import select_ids, slide_paths
@@ -198,6 +199,9 @@ def _heatmap_one(item: tuple[str, Path], job: HeatmapJob, slides: Mapping[str, P
         row.status, row.png = "skipped", str(paths["png"])
         return row
     scores, text = job.source.load(slide_id, file)
+    if is_volume_attrs(scores.attrs):
+        raise PathattnError(f"{slide_id} is a volume: heatmaps are drawn over slides; 'pathattn report' draws a "
+                            "volume's attention along its slice axis, 'pathattn evaluate wsol' scores it")  # fmt: skip
     if len(scores) == 0:
         row.status = "empty"
         return row

@@ -25,9 +25,9 @@ from torch.utils.data import Dataset
 
 from pathattn.batch import one_line
 from pathattn.errors import PathattnError
-from pathattn.extract.resume import is_volume, read_plan
+from pathattn.extract.resume import read_plan
 from pathattn.extract.volume_data import VolumePatches, check_encoder, plan_volume, volume_provenance
-from pathattn.io.coords import PatchCoords
+from pathattn.io.coords import PatchCoords, is_volume_attrs
 from pathattn.io.samples import slide_paths
 from pathattn.io.slide import Slide
 
@@ -208,7 +208,7 @@ def sample_sources(samples: str | os.PathLike[str] | None) -> dict[str, Source]:
 
 def recorded_source(coords: PatchCoords) -> str:
     """The slide or images a coordinates file was tiled from, as recorded (for the manifest)."""
-    if not is_volume(coords):
+    if not is_volume_attrs(coords.attrs):
         return str(coords.attrs.get("slide_path", ""))
     try:
         return ";".join(str(p) for p in json.loads(str(coords.attrs.get("volume_paths"))).values())
@@ -270,7 +270,7 @@ def make_plan(
         PathattnError: the encoder does not fit the rows, or the slide or images cannot be read as tiled.
     """
     item_id = coords_file.stem
-    if is_volume(coords):
+    if is_volume_attrs(coords.attrs):
         if source is not None and not isinstance(source, Mapping):
             raise PathattnError(f"--samples gives a slide_path for volume {item_id}; pass a volume sheet with "
                                 "<modality>_path columns (ct_path, pet_path)")  # fmt: skip
@@ -287,7 +287,7 @@ def make_plan(
 def provenance_extras(coords: PatchCoords) -> dict[str, object]:
     """The feature file's attributes that describe the slide's resolution or the volume's grid."""
     attrs = coords.attrs
-    if is_volume(coords):
+    if is_volume_attrs(coords.attrs):
         return volume_provenance(attrs)
     return {
         "target_mpp": attrs.get("target_mpp", float("nan")),

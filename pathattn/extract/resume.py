@@ -22,7 +22,7 @@ import numpy as np
 from pathattn.errors import PathattnError
 from pathattn.extract.encoders import Encoder
 from pathattn.io.bags import bag_attrs
-from pathattn.io.coords import PatchCoords
+from pathattn.io.coords import PatchCoords, is_volume_attrs
 
 RECIPE_KEYS = ("encoder", "weights_sha256", "input_size", "mean", "std", "precision", "dtype", "plan_sha256")
 
@@ -31,11 +31,6 @@ def read_plan(coords: PatchCoords) -> tuple[int, int]:
     """The pyramid level and the patch side at that level that the coordinates are read at."""
     attrs = coords.attrs
     return int(attrs.get("patch_level", 0)), int(attrs.get("read_size", attrs.get("patch_size", 0)))
-
-
-def is_volume(coords: PatchCoords) -> bool:
-    """Whether a coordinates file holds the voxel coordinates of a volume (``coord_space`` ``voxel_ijk``)."""
-    return coords.attrs.get("coord_space") == "voxel_ijk"
 
 
 def volume_read_plan(attrs: dict[str, Any]) -> str:
@@ -48,7 +43,7 @@ def plan_sha256(coords: PatchCoords) -> str:
     """SHA-256 of the coordinates (int64, little-endian) and of their read plan (:func:`read_plan` for a
     slide, :func:`volume_read_plan` for a volume)."""
     digest = hashlib.sha256(np.ascontiguousarray(coords.coords, "<i8").tobytes())
-    if is_volume(coords):
+    if is_volume_attrs(coords.attrs):
         digest.update(volume_read_plan(coords.attrs).encode())
     else:
         level, read_size = read_plan(coords)

@@ -45,11 +45,11 @@ from pathattn.extract.data import (
 from pathattn.extract.embed import Embedder, Precision
 from pathattn.extract.encoders import Encoder, create_encoder
 from pathattn.extract.encoders_3d import PRESETS_3D
-from pathattn.extract.resume import is_volume, recipe, refuse_stale
+from pathattn.extract.resume import recipe, refuse_stale
 from pathattn.extract.volume_data import VOLUME_PRELOAD, check_encoder, input_channels
 from pathattn.extract.workers import worker_context
 from pathattn.io.bags import write_clam_pt, write_features
-from pathattn.io.coords import PatchCoords, read_coords
+from pathattn.io.coords import PatchCoords, is_volume_attrs, read_coords
 from pathattn.io.ids import check_id, output_path
 from pathattn.io.manifest import run_files
 from pathattn.io.samples import select_ids
@@ -204,7 +204,8 @@ def _check_run(coords_files: Sequence[Path], encoder: Encoder, job: ExtractJob) 
         check_encoder(encoder, coords.attrs, coords_file)
         if out.exists() and not job.overwrite:
             current = recipe(encoder, job.precision, job.dtype, coords)
-            refuse_stale(out, coords_file.stem, job.out, current, "volume" if is_volume(coords) else "slide")
+            kind = "volume" if is_volume_attrs(coords.attrs) else "slide"
+            refuse_stale(out, coords_file.stem, job.out, current, kind)
 
 
 def extract(

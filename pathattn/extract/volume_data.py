@@ -33,7 +33,7 @@ import torch
 
 from pathattn.errors import PathattnError
 from pathattn.extract.encoders_3d import PRESETS_3D
-from pathattn.io.coords import PatchCoords, read_coords
+from pathattn.io.coords import PatchCoords, is_volume_attrs, read_coords
 from pathattn.volumes.display import display_plane
 
 if TYPE_CHECKING:
@@ -45,11 +45,6 @@ RGB_FROM: dict[int, tuple[int, int, int]] = {1: (0, 0, 0), 2: (0, 1, 0), 3: (0, 
 VOLUME_PRELOAD = ("pathattn.volumes.prepare",)
 """Modules the reading processes import before they fork, when a run has volumes (MONAI takes seconds)."""
 _STATISTICS_PRESETS = ("percentile", "zscore")  # presets whose mapping depends on the foreground
-
-
-def is_volume_attrs(attrs: Mapping[str, Any]) -> bool:
-    """Whether coordinates with these attributes are the voxel coordinates of a volume."""
-    return attrs.get("coord_space") == "voxel_ijk"
 
 
 def slice_planes(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:

@@ -31,6 +31,14 @@ import numpy as np
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import atomic_path
 
+VOXEL_IJK = "voxel_ijk"  # ``coord_space`` of a volume's coordinates (voxel indices i, j, k of its RAS grid)
+
+
+def is_volume_attrs(attrs: Mapping[str, Any]) -> bool:
+    """Whether coordinates with these attributes are the voxel coordinates of a volume, not a slide's."""
+    return attrs.get("coord_space") == VOXEL_IJK
+
+
 SCHEMA_VERSION = 2  # 2: patch_size is the side at patch_level (CLAM's meaning); target_patch_size added
 
 

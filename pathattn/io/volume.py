@@ -44,7 +44,6 @@ from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
-import torch
 
 from pathattn.errors import PathattnError
 from pathattn.io.dicom import check_readable, read_dicom, unreadable
@@ -194,16 +193,20 @@ def read_study(paths: Mapping[str, str | os.PathLike[str]], *, suv: bool = True)
     volumes = {key.upper(): read_volume(p, modality=key, suv=suv) for key, p in paths.items()}
     reference_key = "CT" if "CT" in volumes else next(iter(volumes))
     reference = volumes[reference_key]
-    arrays, sources = [], []
-    for key, volume in volumes.items():
+    if len(volumes) == 1:
+        return Volume(reference.array, reference.affine.copy(), tuple(volumes), reference.sources)
+    # channel by channel in the readers' column-major layout: no transposing copy of a large volume
+    stacked = np.empty((len(volumes), *reference.shape[::-1]), np.float32).transpose(0, 3, 2, 1)
+    sources = []
+    for channel, (key, volume) in enumerate(volumes.items()):
         source = dict(volume.sources[0])
         if key != reference_key:
-            arrays.append(resample_to(volume, reference))
+            stacked[channel] = resample_to(volume, reference)
             source["resampled_to"] = reference_key
         else:
-            arrays.append(volume.array[0])
+            stacked[channel] = volume.array[0]
         sources.append(source)
-    return Volume(np.stack(arrays), reference.affine.copy(), tuple(volumes), tuple(sources))
+    return Volume(stacked, reference.affine.copy(), tuple(volumes), tuple(sources))
 
 
 def read_label(path: str | os.PathLike[str], reference: Volume) -> np.ndarray:
@@ -249,12 +252,13 @@ def to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray
     Returns:
         The (I, J, K) float32 array on the RAS grid and its (4, 4) float64 affine.
     """
+    import torch
     from monai.data import MetaTensor
     from monai.transforms import Orientation
 
     image = MetaTensor(torch.from_numpy(np.asarray(data, dtype=np.float32))[None], affine=affine)
     out = Orientation(axcodes="RAS", labels=_RAS_LABELS)(image)
-    return np.ascontiguousarray(out.numpy()[0]), out.affine.numpy().astype(np.float64)
+    return out.numpy()[0], out.affine.numpy().astype(np.float64)  # the readers' column-major layout, not copied
 
 
 def resample_to(volume: Volume, reference: Volume) -> np.ndarray:
@@ -263,6 +267,7 @@ def resample_to(volume: Volume, reference: Volume) -> np.ndarray:
     Returns:
         (I, J, K) float32 on the reference grid; voxels outside ``volume``'s field of view take its minimum.
     """
+    import torch
     from monai.data import MetaTensor
     from monai.transforms import ResampleToMatch
 
@@ -270,7 +275,7 @@ def resample_to(volume: Volume, reference: Volume) -> np.ndarray:
     source = MetaTensor(torch.from_numpy(volume.array[:1] - floor), affine=volume.affine)
     target = MetaTensor(torch.from_numpy(reference.array[:1]), affine=reference.affine)
     out = ResampleToMatch(mode="bilinear", padding_mode="zeros", dtype=torch.float32)(source, target)
-    return np.ascontiguousarray(out.numpy()[0], dtype=np.float32) + np.float32(floor)
+    return np.asarray(out.numpy()[0], dtype=np.float32) + np.float32(floor)
 
 
 def _read_file(path: Path, fmt: VolumeFormat) -> tuple[np.ndarray, np.ndarray]:

@@ -61,7 +61,8 @@ def volume_ids(inputs: ReportInputs) -> list[str]:
     predict = inputs.layout.path("predict")
     if predict is None or not (predict / "attention").is_dir():
         return []
-    from pathattn.evaluate.volumes import VOXEL_IJK, coordinate_space
+    from pathattn.evaluate.volumes import coordinate_space
+    from pathattn.io.coords import VOXEL_IJK
 
     try:
         if coordinate_space(predict) != VOXEL_IJK:

@@ -26,7 +26,7 @@ from pathattn import __version__
 from pathattn.batch import Batch, BatchRow, guarded, print_error
 from pathattn.errors import PathattnError
 from pathattn.io.atomic import atomic_path
-from pathattn.io.coords import PatchCoords, is_complete, read_coords, write_coords
+from pathattn.io.coords import VOXEL_IJK, PatchCoords, is_complete, read_coords, write_coords
 from pathattn.io.ids import check_id, output_path
 from pathattn.io.volume_samples import VolumeEntry
 from pathattn.scoremaps.images import write_png
@@ -86,7 +86,7 @@ def grid_attrs(entry: VolumeEntry, volume: PreparedVolume, job: VolumeTileJob, s
     """The attributes of ``coords`` for a volume (docs/formats.md, "Volumes")."""
     spacing = np.asarray(volume.spacing)
     return {
-        "coord_space": "voxel_ijk",
+        "coord_space": VOXEL_IJK,
         "coord_order": "ijk",
         "coord_anchor": "origin_corner",
         "orientation": "RAS",

@@ -28,7 +28,7 @@ def display_plane(values: np.ndarray, axis: int, index: int) -> np.ndarray:
         (H, W): rows run from anterior (axial) or superior (coronal, sagittal) down; columns from the patient's
         right (axial, coronal) or anterior (sagittal).
     """
-    plane = np.take(values, index, axis=axis)
+    plane = values[(slice(None),) * axis + (index,)]  # a view: np.take would copy a non-C-ordered volume first
     return np.ascontiguousarray(plane[::-1, ::-1].T)
 
 

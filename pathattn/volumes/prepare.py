@@ -162,13 +162,13 @@ def prepare_volume(
         raise PathattnError(f"{next(iter(paths.values()))}: the volume is empty after resampling to {spacing} mm")
     reference = reference_channel(volume.modalities)
     mask = (
-        foreground_mask(image[reference], volume.modalities[reference], axis, params.ct_threshold)
+        foreground_mask(image[reference], volume.modalities[reference], axis, params.ct_threshold, spacing)
         if foreground
         else None
     )
     presets = resolve_presets(params.presets, volume.modalities)
     for channel, preset in enumerate(presets):
-        image[channel] = apply_preset(image[channel], preset, mask)
+        apply_preset(image[channel], preset, mask, out=image[channel])
     return PreparedVolume(
         image, affine, volume.modalities, tuple(p.name for p in presets), volume.sources, mask, label,
         tuple(float(s) for s in volume.spacing),

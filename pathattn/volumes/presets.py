@@ -117,7 +117,9 @@ def _lookup(name: str) -> Preset:
     return PRESETS[name]
 
 
-def apply_preset(values: np.ndarray, preset: Preset, foreground: np.ndarray | None = None) -> np.ndarray:
+def apply_preset(
+    values: np.ndarray, preset: Preset, foreground: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Map one channel's values with a preset.
 
     Args:
@@ -125,11 +127,15 @@ def apply_preset(values: np.ndarray, preset: Preset, foreground: np.ndarray | No
         preset: the mapping.
         foreground: (I, J, K) bool, the voxels the statistics of ``percentile`` and ``zscore`` come from
             (all voxels when None or empty).
+        out: a float32 (I, J, K) array to write the result into (``values`` itself maps in place).
 
     Returns:
         (I, J, K) float32, in [0, 1] for every preset but ``none``.
     """
     values = np.asarray(values, np.float32)
+    if preset.kind == "none" and out is not None:
+        out[...] = values
+        return out
     if preset.kind == "none":
         return values
     if preset.kind == "window":
@@ -142,6 +148,6 @@ def apply_preset(values: np.ndarray, preset: Preset, foreground: np.ndarray | No
             mean, std = float(sample.mean()), float(sample.std()) or 1.0
             low, high = mean + preset.low * std, mean + preset.high * std
     scale = 1.0 / (high - low) if high > low else 0.0
-    mapped = np.subtract(values, np.float32(low), dtype=np.float32)
+    mapped = np.subtract(values, np.float32(low), out=out, dtype=np.float32)
     mapped *= np.float32(scale)
     return np.clip(mapped, 0.0, 1.0, out=mapped)

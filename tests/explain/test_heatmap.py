@@ -12,7 +12,7 @@ from pathattn.explain.heatmap_run import read_captions
 from pathattn.io.coords import read_coords
 from pathattn.io.geojson import read_annotations
 from pathattn.io.samples import SlideEntry
-from pathattn.io.scores import read_patch_scores
+from pathattn.io.scores import read_patch_scores, write_patch_scores
 from pathattn.io.slide import Slide
 from pathattn.tile.run import TileJob, tile_slide
 
@@ -245,3 +245,16 @@ def test_cli_heatmap_straight_from_a_hippo_checkpoint(tiled, tmp_path, heatmap_c
     np.testing.assert_allclose([t.properties["measurements"]["attention"] for t in top], expected, atol=1e-5)
     assert (out / "s_heatmap.png").is_file()
     assert heatmap_cli("--checkpoint", tmp_path / "model_best.pt", "--out", out) == 2  # no --features
+
+
+def test_cli_refuses_volumes_in_one_line(tmp_path, heatmap_cli, capsys):
+    """A predict run on volumes: each volume is recorded as failed with where its attention is drawn instead."""
+    attrs = {"coord_space": "voxel_ijk", "coord_order": "ijk", "name": "v1", "mode": "slices", "axis_index": 2}
+    coords = np.zeros((4, 3), np.int64)
+    coords[:, 2] = np.arange(4)
+    write_patch_scores(tmp_path / "pred" / "attention" / "v1.h5", np.ones((4, 1), np.float32), coords, attrs, {})
+    out = tmp_path / "out"
+    assert heatmap_cli("--predictions", tmp_path / "pred", "--out", out) == 1
+    errors = _error_lines(capsys)
+    assert len(errors) == 1 and "v1 is a volume: heatmaps are drawn over slides; 'pathattn report'" in errors[0]
+    assert not list(out.glob("v1_*"))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from pathattn.volumes.foreground import foreground_mask
+from pathattn.volumes.foreground import detection_steps, foreground_mask, upsample
 
 
 def _body(shape=(40, 40, 10)):
@@ -32,3 +32,21 @@ def test_otsu_for_other_modalities_and_empty_volumes():
     assert mask[..., 5][body].mean() > 0.95
     assert not foreground_mask(np.zeros((5, 5, 5), np.float32), "MR").any()
     assert not foreground_mask(np.full((5, 5, 5), -1000.0, np.float32), "CT").any()
+
+
+def test_small_voxels_are_searched_on_a_coarser_grid_and_answered_on_the_full_one():
+    hu, body, lung = _body()
+    fine = np.asfortranarray(np.repeat(np.repeat(hu, 3, axis=0), 3, axis=1))  # 120 x 120 at 1 mm in-plane
+    assert detection_steps((1.0, 1.0, 3.0)) == (3, 3, 1)
+    assert detection_steps((1.5, 0.8, 5.0)) == (2, 3, 1)
+    mask = foreground_mask(fine, "CT", spacing=(1.0, 1.0, 3.0))
+    assert mask.shape == fine.shape and mask.flags.f_contiguous  # written as NIfTI without a transposing copy
+    expected = np.repeat(np.repeat(foreground_mask(hu, "CT"), 3, axis=0), 3, axis=1)
+    assert np.array_equal(mask, expected)
+
+
+def test_upsample_covers_grids_that_the_step_does_not_divide():
+    coarse = np.random.default_rng(0).random((4, 3, 2)) > 0.5
+    out = upsample(coarse, (3, 2, 1), (11, 6, 2))
+    i, j, k = np.meshgrid(np.arange(11), np.arange(6), np.arange(2), indexing="ij")
+    assert np.array_equal(out, coarse[i // 3, j // 2, k])
