@@ -65,6 +65,8 @@ def _volume_options(p: ArgumentParser) -> None:
                    help="volumes: the slice axis")  # fmt: skip
     p.add_argument("--context-slices", type=int, default=0,
                    help="volumes: 2.5-D, neighbouring slices on each side fed to the encoder as channels")  # fmt: skip
+    p.add_argument("--channels", type=str, default=[], nargs="+",
+                   help="volumes: the modalities the encoder sees, in order, e.g. PET (default: all)")  # fmt: skip
     p.add_argument("--patch-size-mm", type=float, default=32.0, help="volumes: side of a 3-D patch, mm")
     p.add_argument("--overlap-mm", type=float, default=0.0, help="volumes: overlap of neighbouring 3-D patches, mm")
     p.add_argument("--min-foreground", type=float, default=0.05,
@@ -85,7 +87,7 @@ def _volume_job(cfg: Namespace):  # noqa: ANN202 - VolumeTileJob, imported lazil
     if cfg.slice_thickness is not None:
         spacing[AXES[cfg.axis]] = cfg.slice_thickness
     grid = VolumeGridParams(cfg.volume_mode, cfg.axis, cfg.context_slices, cfg.patch_size_mm, cfg.overlap_mm,
-                            cfg.min_foreground)  # fmt: skip
+                            cfg.min_foreground, tuple(cfg.channels or ()))  # fmt: skip
     prepare = PrepareParams(tuple(spacing), tuple(cfg.preset or ()), cfg.ct_threshold)
     return VolumeTileJob(Path(cfg.out), grid, prepare, tuple(cfg.label_names), cfg.overwrite)
 

@@ -54,6 +54,7 @@ class EncoderSpec:
         input_size: side of the square input in pixels; None takes timm's data config.
         pool: ``"model"``: the model's own pooled output; ``"cls+mean"``: the class token concatenated with
             the mean of the patch tokens, register tokens skipped (Virchow).
+        grid: for a truncated ResNet (``features_only``), the side of its average-pooling grid (1: global).
         ignore_prefixes: keys of a full checkpoint that this encoder drops (e.g. ``fc.``).
         precision: the inference precision the encoder's authors use.
         description: one paragraph for ``--help`` and the docs.
@@ -69,6 +70,7 @@ class EncoderSpec:
     std: tuple[float, float, float] | None = None
     input_size: int | None = None
     pool: Literal["model", "cls+mean"] = "model"
+    grid: int = 1
     ignore_prefixes: tuple[str, ...] = ()
     precision: Literal["fp32", "fp16", "bf16"] = "fp32"
     description: str = ""
@@ -192,6 +194,15 @@ _PRESET_LIST = (
         "arXiv:2408.00738, 2024",
         url="https://huggingface.co/paige-ai/Virchow2",
     ),
+    EncoderSpec(
+        "resnet18_l1_grid", "resnet18", dict(features_only=True, out_indices=(1,)), 256, **_IMAGENET, grid=2,
+        ignore_prefixes=("layer2.", "layer3.", "layer4.", "fc."),
+        description="ResNet-18 through layer 1, averaged over a 2 x 2 grid of the image (4 x 64 = 256-d): a shallow "
+        "embedding that keeps where in a volume slice a bright spot lies. Takes a full ResNet-18 state dict; with "
+        "seeded random weights it is what the volume learning check embeds PET slices with (docs/volumes.md).",
+        citation="He et al., Deep residual learning for image recognition, CVPR 2016",
+        url="https://huggingface.co/timm/resnet18.tv_in1k",
+    ),
 )
 # fmt: on
 PRESETS: dict[str, EncoderSpec] = {spec.name: spec for spec in _PRESET_LIST}
@@ -209,7 +220,7 @@ def build_model(spec: EncoderSpec) -> nn.Module:
     """
     model = timm.create_model(spec.timm_name, pretrained=False, **spec.kwargs)
     if spec.kwargs.get("features_only"):
-        model = TruncatedResNet(model)
+        model = TruncatedResNet(model, spec.grid)
     if spec.pool == "cls+mean":
         model = ClassMeanPool(model)
     return model

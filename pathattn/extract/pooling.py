@@ -7,7 +7,11 @@ from torch import nn
 
 
 class TruncatedResNet(nn.Module):
-    """A ResNet cut after its last requested stage, global average pooled (CLAM's ``resnet50_trunc``).
+    """A ResNet cut after its last requested stage, average pooled (CLAM's ``resnet50_trunc``).
+
+    ``grid`` 1 pools globally; ``grid`` g > 1 averages each of g x g equal cells of the feature map and
+    concatenates them channel by channel (``(B, C, g, g)`` flattened: C g^2 values), so the embedding keeps
+    where in the image a response lies, e.g. in which part of a body's cross-section a hot spot is.
 
     Built from a timm ``features_only`` ResNet; its stages become direct children, so the parameter names
     are those of the full ResNet (``conv1.*``, ``layer1.*``, ...) and a full checkpoint loads once the
@@ -15,21 +19,23 @@ class TruncatedResNet(nn.Module):
 
     Args:
         features: ``timm.create_model("resnet50", features_only=True, out_indices=(3,))`` or alike.
+        grid: side of the pooling grid (1: global average).
     """
 
-    def __init__(self, features: nn.Module) -> None:
+    def __init__(self, features: nn.Module, grid: int = 1) -> None:
         super().__init__()
         for name, module in features.named_children():
             self.add_module(name, module)
-        self.num_features = int(features.feature_info.channels()[-1])
+        self.grid = grid
+        self.num_features = int(features.feature_info.channels()[-1]) * grid * grid
         self.pretrained_cfg = dict(getattr(features, "pretrained_cfg", None) or {})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Embed a batch: (B, 3, H, W) -> (B, C) with C the channels of the last stage."""
+        """Embed a batch: (B, 3, H, W) -> (B, C grid^2) with C the channels of the last stage."""
         x = images
         for module in self.children():
             x = module(x)
-        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, self.grid), 1)
 
 
 class ClassMeanPool(nn.Module):

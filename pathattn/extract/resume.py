@@ -35,7 +35,7 @@ def read_plan(coords: PatchCoords) -> tuple[int, int]:
 
 def volume_read_plan(attrs: dict[str, Any]) -> str:
     """How a volume's coordinates are read, as text: prepared grid, mode, axis, context and patch size."""
-    keys = ("prepare", "shape", "mode", "axis_index", "context_slices", "patch_size_vox", "modality")
+    keys = ("prepare", "shape", "mode", "axis_index", "context_slices", "patch_size_vox", "modality", "channels")
     return ";".join(f"{key}={_plain(attrs.get(key))}" for key in keys)
 
 

@@ -7,9 +7,10 @@ one the coordinates index, keeps only that volume (they are large), and cuts its
 
 * **slices**, for 2-D encoders: row r is the plane at its index on the slice axis, in the radiological display
   orientation (:func:`pathattn.volumes.display.display_plane`). The **channel rule**: a slice has
-  n = modalities x (2 context + 1) planes, modality by modality (in the tiling's order) and, within one, from
-  the lowest index to the highest (k - context ... k + context; beyond the first or last slice the edge slice is
-  repeated). An encoder takes 3 channels: n = 1 is repeated (a, a, a); n = 2 (PET/CT, or two sequences) becomes
+  n = channels x (2 context + 1) planes, modality by modality (the tiling's ``channels``, in order) and,
+  within one, from the lowest index to the highest (k - context ... k + context; beyond the first or last
+  slice the edge slice is repeated). An encoder takes 3 channels: n = 1 is repeated (a, a, a); n = 2 (PET/CT,
+  or two sequences) becomes
   (a, b, a); n = 3 is taken as RGB in that order (one modality with ``--context-slices 1``, or three modalities);
   other counts are refused before extraction, naming ``--context-slices``. The planes are resized to the
   encoder's input (``cv2.INTER_AREA`` when the plane is at least as large on both sides, else
@@ -99,6 +100,7 @@ class VolumePatches:
         volume_id: the volume's id.
         paths: modality → image file or DICOM folder, in the order of tiling (the channel order).
         modalities: one per channel of the prepared volume (the ``modality`` attribute).
+        channels: the channels of the prepared volume the encoder sees, in order (the tiling's ``channels``).
         prepare: the settings the volume was prepared with at tiling.
         coords: (N, 3) int64 voxel (i, j, k) of each row.
         mode: ``slices`` or ``patches``.
@@ -111,6 +113,7 @@ class VolumePatches:
     volume_id: str
     paths: Mapping[str, Path]
     modalities: tuple[str, ...]
+    channels: tuple[int, ...]
     prepare: PrepareParams
     coords: np.ndarray
     mode: Literal["slices", "patches"]
@@ -132,7 +135,7 @@ class VolumePatches:
 
     def item_shape(self, input_size: Sequence[int]) -> tuple[int, ...]:
         """(3, H, W) of a slice, (C, Pi, Pj, Pk) of a 3-D patch."""
-        return (3, *input_size) if self.mode == "slices" else (len(self.paths), *self.patch_size)
+        return (3, *input_size) if self.mode == "slices" else (len(self.channels), *self.patch_size)
 
     def blank(self, input_size: Sequence[int]) -> torch.Tensor:
         """Zeros in place of a row that cannot be read."""
@@ -140,7 +143,7 @@ class VolumePatches:
         return torch.zeros(self.item_shape(input_size), dtype=dtype)
 
     def open(self) -> np.ndarray:
-        """Prepare the volume as at tiling: (C, I, J, K) float32.
+        """Prepare the volume as at tiling, keep the encoder's channels: (C, I, J, K) float32.
 
         Raises:
             PathattnError: an image cannot be read, or it no longer gives the grid the coordinates index.
@@ -156,7 +159,8 @@ class VolumePatches:
                 f"volume {self.volume_id}: {self.source} now gives a {_dims(volume.shape)} grid but it was tiled on "
                 f"a {_dims(self.shape)} grid; the image changed since tiling: tile it again"
             )
-        return volume.image
+        everything = self.channels == tuple(range(len(self.modalities)))
+        return volume.image if everything else volume.image[list(self.channels)]
 
     def read(self, image: np.ndarray, row: int, input_size: Sequence[int]) -> torch.Tensor:
         """Row ``row``: a (3, H, W) uint8 slice or a (C, Pi, Pj, Pk) float32 patch."""
@@ -173,6 +177,11 @@ def _dims(shape: Sequence[int]) -> str:
 
 def _modalities(attrs: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(m for m in str(attrs.get("modality", "")).split(",") if m)
+
+
+def _channels(attrs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The modalities the encoder sees (the tiling's ``--channels``; all of them in files written without it)."""
+    return tuple(m for m in str(attrs.get("channels", "")).split(",") if m) or _modalities(attrs)
 
 
 def _mode(attrs: Mapping[str, Any], coords_file: Path) -> Literal["slices", "patches"]:
@@ -196,7 +205,7 @@ def check_encoder(encoder: Encoder, attrs: Mapping[str, Any], coords_file: Path)
             raise PathattnError(f"--encoder {name} is a 3-D encoder for the 3-D patches of volumes but {coords_file} "
                                 "holds slide patches; choose a 2-D --encoder (a preset or a timm model)")  # fmt: skip
         return
-    mode, modalities = _mode(attrs, coords_file), _modalities(attrs)
+    mode, modalities = _mode(attrs, coords_file), _channels(attrs)
     if mode == "patches" and not three_d:
         raise PathattnError(
             f"{coords_file} holds 3-D patches (--volume-mode patches) but --encoder {name} is a 2-D image encoder; "
@@ -239,7 +248,7 @@ def input_channels(coords_files: Sequence[Path]) -> int:
         except PathattnError:
             continue
         if is_volume_attrs(attrs) and attrs.get("mode") == "patches":
-            counts.setdefault(len(_modalities(attrs)), path.stem)
+            counts.setdefault(len(_channels(attrs)), path.stem)
     if len(counts) > 1:
         listed = ", ".join(f"{n} in {stem}" for n, stem in sorted(counts.items()))
         raise PathattnError(f"--coords: the 3-D patches have different channel counts ({listed}); a 3-D encoder "
@@ -307,7 +316,7 @@ def plan_volume(
         PathattnError: the encoder does not fit (:func:`check_encoder`), an image is missing, the file records
             no preparation settings, or rows lie outside the grid.
     """
-    from pathattn.volumes.prepare import PrepareParams
+    from pathattn.volumes.prepare import PrepareParams, encoder_channels
 
     attrs, volume_id = coords.attrs, coords_file.stem
     check_encoder(encoder, attrs, coords_file)
@@ -319,8 +328,9 @@ def plan_volume(
     except (KeyError, TypeError, ValueError) as err:
         raise PathattnError(f"{coords_file} records no {err} of its volume grid; tile it again") from None
     plan = VolumePatches(
-        volume_id, _image_paths(attrs, override, volume_id, coords_file), _modalities(attrs), prepare,
-        coords.coords, _mode(attrs, coords_file), axis, int(attrs.get("context_slices", 0)), patch_size, shape,
+        volume_id, _image_paths(attrs, override, volume_id, coords_file), _modalities(attrs),
+        encoder_channels(_channels(attrs), _modalities(attrs)), prepare, coords.coords, _mode(attrs, coords_file),
+        axis, int(attrs.get("context_slices", 0)), patch_size, shape,
     )  # fmt: skip
     _check_rows(plan, coords_file)
     return plan
@@ -328,7 +338,7 @@ def plan_volume(
 
 def channel_names(attrs: Mapping[str, Any]) -> list[str]:
     """What each input channel of the encoder holds, e.g. ``["CT@-1", "CT@0", "CT@+1"]`` or ``["PET", "CT", "PET"]``."""
-    modalities, context = _modalities(attrs), int(attrs.get("context_slices", 0))
+    modalities, context = _channels(attrs), int(attrs.get("context_slices", 0))
     if attrs.get("mode") == "patches":
         return list(modalities)
     names = [m if context == 0 else f"{m}@{o:+d}".replace("@+0", "@0") for m in modalities
@@ -345,6 +355,7 @@ def volume_provenance(attrs: Mapping[str, Any]) -> dict[str, object]:
         "axis_index": int(attrs.get("axis_index", -1)),
         "context_slices": int(attrs.get("context_slices", 0)),
         "modality": str(attrs.get("modality", "")),
+        "channels": ",".join(_channels(attrs)),
         "preset": str(attrs.get("preset", "")),
         "mode": str(attrs.get("mode", "")),
         "patch_size_vox": np.asarray(attrs.get("patch_size_vox", []), np.int64),

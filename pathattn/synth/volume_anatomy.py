@@ -134,8 +134,8 @@ def plan_body(rng: np.random.Generator) -> Body:
 def plan_organs(rng: np.random.Generator, body: Body) -> tuple[Blob, ...]:
     """The organs of a patient, placed relative to the body outline and jittered (centres, sizes, values).
 
-    Values (HU, SUV, MR): lungs (-820, 0.35, 15), heart (40, 2-12, 70), liver (55-65, 1.7-2.5, 70),
-    kidneys (28-34, 5-12, 210), bladder (8, 6-15, 900), aorta (40, 1.6, 30), spine (700, 1.5, 200).
+    Values (HU, SUV, MR): lungs (-820, 0.35, 15), heart (40, 2-8, 70), liver (55-65, 1.7-2.5, 70),
+    kidneys (28-34, 4-7, 210), bladder (8, 6-15, 900), aorta (40, 1.6, 30), spine (700, 1.5, 200).
     """
     a, b = body.a, body.b
 
@@ -150,13 +150,13 @@ def plan_organs(rng: np.random.Generator, body: Body) -> tuple[Blob, ...]:
         Blob("lung_right", jitter(0.5 * a, -0.1 * b, 115), size(*lung), 0.0, (-820.0, 0.35, 15.0)),
         Blob("lung_left", jitter(-0.5 * a, -0.1 * b, 118), size(*lung), 0.0, (-820.0, 0.35, 15.0)),
         Blob("heart", jitter(-0.15 * a, 0.25 * b, 88), size(50, 42, 45), rng.uniform(-0.5, 0.5),
-             (40.0, rng.uniform(2, 12), 70.0)),
+             (40.0, rng.uniform(2, 8), 70.0)),
         Blob("liver", jitter(0.42 * a, 0.05 * b, 25), size(0.42 * a, 0.6 * b, 55), rng.uniform(0, 0.35),
              (rng.uniform(55, 65), rng.uniform(1.7, 2.5), 70.0)),
         Blob("kidney_right", jitter(0.45 * a, -0.45 * b, -15), size(24, 28, 50), rng.uniform(0.1, 0.5),
-             (rng.uniform(28, 34), rng.uniform(5, 12), 210.0)),
+             (rng.uniform(28, 34), rng.uniform(4, 7), 210.0)),
         Blob("kidney_left", jitter(-0.45 * a, -0.45 * b, -10), size(24, 28, 50), -rng.uniform(0.1, 0.5),
-             (rng.uniform(28, 34), rng.uniform(5, 12), 210.0)),
+             (rng.uniform(28, 34), rng.uniform(4, 7), 210.0)),
         Blob("bladder", jitter(0, 0.2 * b, -70), size(40, 35, 30), 0.0, (8.0, rng.uniform(6, 15), 900.0)),
         Blob("aorta", (-0.1 * a, -b + 75, 0.0), (11.0, 11.0, 1e4), 0.0, (40.0, 1.6, 30.0)),
         Blob("spine", (0.0, -b + 42, 0.0), (17.0, 15.0, 1e4), 0.0, (700.0, 1.5, 200.0)),
@@ -181,7 +181,7 @@ def _lesion_fits(anatomy: Anatomy, host: str, centre: np.ndarray, reach: float, 
 def plan_lesions(rng: np.random.Generator, anatomy: Anatomy, z_limit: float) -> tuple[Blob, ...]:
     """1-4 lesions of radius 4-25 mm (log-uniform) in the liver or in soft tissue, within ``|z| <= z_limit``.
 
-    CT: 30-60 HU over the host; PET: SUV 4-20 (log-uniform); MR: 1.6-2.6 times the host. A lesion that does
+    CT: 30-60 HU over the host; PET: SUV 6-24 (log-uniform); MR: 1.6-2.6 times the host. A lesion that does
     not fit after many tries is dropped, but a positive patient always keeps at least one.
     """
     n = int(rng.choice([1, 2, 3, 4], p=[0.35, 0.3, 0.2, 0.15]))
@@ -201,7 +201,7 @@ def plan_lesions(rng: np.random.Generator, anatomy: Anatomy, z_limit: float) -> 
             centre[2] = rng.uniform(-zmax, zmax) if host == "soft" else np.clip(centre[2], -zmax, zmax)
             if _lesion_fits(anatomy, host, centre, reach, lesions):
                 base = anatomy.organ("liver").values if host == "liver" else SOFT
-                values = (base[0] + rng.uniform(30, 60), float(np.exp(rng.uniform(np.log(4), np.log(20)))),
+                values = (base[0] + rng.uniform(30, 60), float(np.exp(rng.uniform(np.log(6), np.log(24)))),
                           base[2] * rng.uniform(1.6, 2.6))  # fmt: skip
                 lesions.append(Blob("lesion", tuple(np.round(centre, 2)), radii, rng.uniform(0, np.pi), values, host))
                 break

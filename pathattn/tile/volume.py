@@ -32,7 +32,7 @@ from pathattn.io.volume_samples import VolumeEntry
 from pathattn.scoremaps.images import write_png
 from pathattn.tile.volume_grid import VolumeGridParams, label_fractions, patch_grid, slice_grid
 from pathattn.tile.volume_qc import render_volume_qc
-from pathattn.volumes.prepare import PreparedVolume, PrepareParams, prepare_volume
+from pathattn.volumes.prepare import PreparedVolume, PrepareParams, encoder_channels, prepare_volume
 
 
 @dataclass(kw_only=True)
@@ -101,6 +101,7 @@ def grid_attrs(entry: VolumeEntry, volume: PreparedVolume, job: VolumeTileJob, s
         "axis": job.grid.axis,
         "axis_index": job.grid.axis_index,
         "context_slices": job.grid.context,
+        "channels": ",".join(volume.modalities[c] for c in encoder_channels(job.grid.channels, volume.modalities)),
         "patch_size_vox": size,
         "patch_size_mm": size * spacing,
         "min_foreground": job.grid.min_foreground,

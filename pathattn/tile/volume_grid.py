@@ -41,6 +41,8 @@ class VolumeGridParams:
         patch_size_mm: side of a 3-D patch, mm.
         overlap_mm: overlap of neighbouring 3-D patches, mm.
         min_foreground: minimum foreground fraction to keep a slice or patch, in [0, 1].
+        channels: the modalities the encoder sees, in this order (e.g. ``("PET",)`` of a PET/CT study: the CT
+            still gives the grid and the foreground); empty: every modality, in the tiling's order.
     """
 
     mode: GridMode = "slices"
@@ -49,6 +51,7 @@ class VolumeGridParams:
     patch_size_mm: float = 32.0
     overlap_mm: float = 0.0
     min_foreground: float = 0.05
+    channels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = (

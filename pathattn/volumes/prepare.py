@@ -126,6 +126,20 @@ def resample(
     return result, np.asarray(out.affine, np.float64)
 
 
+def encoder_channels(wanted: Sequence[str], modalities: Sequence[str]) -> tuple[int, ...]:
+    """The channels of a prepared volume that an encoder sees: ``wanted`` modalities in that order, or all.
+
+    Raises:
+        PathattnError: a wanted modality the volume does not have.
+    """
+    upper = [m.upper() for m in modalities]
+    missing = [w for w in wanted if w.upper() not in upper]
+    if missing:
+        raise PathattnError(f"--channels {' '.join(missing)}: the volume has {', '.join(modalities)}; name some of "
+                            "these (or leave --channels out for all)")  # fmt: skip
+    return tuple(upper.index(w.upper()) for w in wanted) if wanted else tuple(range(len(modalities)))
+
+
 def reference_channel(modalities: Sequence[str]) -> int:
     """The channel foreground detection runs on: the CT when present, else the first."""
     upper = [m.upper() for m in modalities]

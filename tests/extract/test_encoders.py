@@ -75,6 +75,21 @@ def test_resnet50_trunc_takes_a_full_resnet50_checkpoint(tmp_path):
     assert encoder.weights_sha256 == sha256_file(file) and encoder.weights_file == str(file.resolve())
 
 
+def test_resnet18_l1_grid_pools_layer1_over_a_2x2_grid_of_a_full_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    full = timm.create_model("resnet18", pretrained=False).eval()
+    file = tmp_path / "resnet18.pth"
+    torch.save(full.state_dict(), file)
+    encoder = create_encoder("resnet18_l1_grid", file)
+    images = _images(224, batch=2)
+    with torch.no_grad():
+        layer1 = full.layer1(full.maxpool(full.act1(full.bn1(full.conv1(images)))))  # (2, 64, 56, 56)
+        cells = layer1.unflatten(2, (2, 28)).unflatten(4, (2, 28)).mean(dim=(3, 5))  # (2, 64, 2, 2)
+        out = encoder.model(images)
+    assert out.shape == (2, 256) == (2, encoder.embed_dim)
+    torch.testing.assert_close(out, cells.flatten(1))
+
+
 @pytest.mark.parametrize("name", ["test_resnet", "test_vit"])
 def test_timm_model_size_and_data_config(name):
     encoder = create_encoder(name)

@@ -130,6 +130,18 @@ def test_pet_ct_slices_follow_the_channel_rule(tmp_path, capsys):
     k = 6
     planes = [display(soft_tissue(ct[:, :, k])), display(np.clip(suv[:, :, k] / 20.0, 0, 1).astype(np.float32))]
     np.testing.assert_allclose(bag.features[k], encode(encoder, [as_input(planes, encoder.input_size)])[0], atol=1e-4)
+    # --channels PET: the CT still gives the grid and the body, the encoder sees the PET alone (P, P, P)
+    pet_only = tile(sheet, tmp_path / "pet_only", "--channels", "pet")
+    assert read_coords(pet_only / "coords" / "v1.h5").attrs["channels"] == "PET"
+    job = ExtractJob(tmp_path / "pet_feats", batch_size=4, workers=0, device="cpu")
+    assert [r.status for r in extract_batch(find_coords(pet_only), encoder, job)] == ["done"]
+    bag = read_bag(job.features_path("v1"))
+    assert json.loads(bag.attrs["input_channels"]) == ["PET"] * 3 and bag.attrs["channels"] == "PET"
+    expected = encode(encoder, [as_input(planes[1:], encoder.input_size)])[0]
+    np.testing.assert_allclose(bag.features[k], expected, atol=1e-4)
+    capsys.readouterr()
+    assert main(["tile", "--samples", str(sheet), "--out", str(tmp_path / "mr"), "--channels", "MR"]) == 1
+    assert "--channels MR: the volume has CT, PET" in capsys.readouterr().err
     # 2 modalities x 3 slices = 6 channels: refused before reading, naming --context-slices
     wide = tile(sheet, tmp_path / "wide", "--context-slices", "1")
     args = ["extract", "--coords", str(wide), "--out", str(tmp_path / "f2"), "--encoder", "test_resnet"]
@@ -259,7 +271,7 @@ def test_channel_rule_and_encoder_checks(tmp_path):
 def test_batch_order():
     slides = [SlidePatches(None, np.zeros((n, 2)), 0, 1) for n in (3, 4)]
     assert batch_order(slides, (8, 8), 3, 2) == [[0, 1, 2], [3, 4, 5], [6]]  # as before: consecutive rows
-    volumes = [VolumePatches(f"v{i}", {}, ("CT",), None, np.zeros((n, 3)), "patches", 2, 0, size, (9, 9, 9))
+    volumes = [VolumePatches(f"v{i}", {}, ("CT",), (0,), None, np.zeros((n, 3)), "patches", 2, 0, size, (9, 9, 9))
                for i, (n, size) in enumerate([(5, (2, 2, 2)), (2, (2, 2, 2)), (2, (3, 3, 3))])]  # fmt: skip
     order = batch_order(volumes, (8, 8), 2, 2)
     # v0 (rows 0-4) to worker 0, v1 and v2 (rows 5-6, 7-8) to worker 1, never mixing patch shapes
