@@ -51,7 +51,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from pathattn.errors import PathattnError
 from pathattn.evaluate import protocol, wsol
 from pathattn.evaluate.slides import find_score_files, read_patch_scores
-from pathattn.io.coords import VOXEL_IJK, PatchCoords, open_h5, plain_attr, read_coords
+from pathattn.io.coords import VOXEL_IJK, PatchCoords, coord_space, read_coords
 from pathattn.scoremaps.normalise import Normalisation, normalise
 
 """The ``coord_space`` attribute of volume coordinates."""
@@ -68,16 +68,12 @@ def coordinate_space(scores: Path, features: Path | None = None) -> str:
     Raises:
         PathattnError: the folder holds no score file, or the first one cannot be read.
     """
-    files = find_score_files(scores)
-    volume_id, path = next(iter(files.items()))
+    volume_id, path = next(iter(find_score_files(scores).items()))
     if path.suffix == ".json":
         if features is None:
             return ""
         path = features / "h5_files" / f"{volume_id}.h5"
-    with open_h5(path, "coordinates file", "run 'pathattn predict' again") as f:
-        if "coords" not in f:
-            return ""
-        return str(plain_attr(f["coords"].attrs.get("coord_space", "")))
+    return coord_space(path, "coordinates file", "run 'pathattn predict' again")
 
 
 @dataclass
@@ -120,18 +116,6 @@ class VolumeRows:
         return positive, np.maximum(evaluated - positive, 0.0)
 
 
-def lesion_fraction(tiling: PatchCoords, classes: Sequence[str] | None) -> np.ndarray:
-    """The fraction of each row in the chosen label classes (all when None), summed: (N,) float64 in [0, 1]."""
-    columns = [i for i, name in enumerate(tiling.classes) if classes is None or name in classes]
-    fractions = np.asarray(tiling.annotation_fraction, np.float64).reshape(len(tiling.coords), -1)
-    return np.clip(fractions[:, columns].sum(axis=1), 0.0, 1.0)
-
-
-def is_annotated(tiling: PatchCoords) -> bool:
-    """Whether the volume was tiled with a label volume (``label_path``) or carries label classes."""
-    return bool(tiling.attrs.get("label_path")) or len(tiling.classes) > 0
-
-
 def _check_volume(space: object, path: Path | str) -> None:
     if space != VOXEL_IJK:
         raise PathattnError(
@@ -169,7 +153,7 @@ def read_volume(
     foreground = tiling.tissue_fraction if tiling.tissue_fraction is not None else np.ones(len(tiling.coords))
     size = np.asarray(tiling.attrs.get("patch_size_vox", [1, 1, 1]), np.int64).reshape(-1)
     return VolumeRows(
-        path.stem, scores.values, lesion_fraction(tiling, classes), np.asarray(foreground, np.float64),
+        path.stem, scores.values, tiling.lesion_fraction(classes), np.asarray(foreground, np.float64),
         int(np.prod(size)), str(tiling.attrs.get("mode", "")), tiling.attrs,
     )  # fmt: skip
 
@@ -204,7 +188,7 @@ def load_volumes(
             continue
         tiling = read_coords(tiling_path)
         _check_volume(tiling.attrs.get("coord_space"), tiling_path)
-        if is_annotated(tiling):
+        if tiling.is_annotated:
             volumes[volume_id] = read_volume(path, tiling, tiling_path, dataset, head, features, classes)
         else:
             skipped[volume_id] = f"tiled without a label volume ({tiling_path}); {RETILE}"

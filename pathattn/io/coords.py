@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,17 @@ class PatchCoords:
 
     def __len__(self) -> int:
         return len(self.coords)
+
+    @property
+    def is_annotated(self) -> bool:
+        """Whether the rows carry ground truth: a volume tiled with a label volume (``label_path``), or classes."""
+        return bool(self.attrs.get("label_path")) or len(self.classes) > 0
+
+    def lesion_fraction(self, classes: Sequence[str] | None = None) -> np.ndarray:
+        """The fraction of each row in the chosen classes (all when None), summed: (N,) float64 in [0, 1]."""
+        columns = [i for i, name in enumerate(self.classes) if classes is None or name in classes]
+        fractions = np.asarray(self.annotation_fraction, np.float64).reshape(len(self.coords), -1)
+        return np.clip(fractions[:, columns].sum(axis=1), 0.0, 1.0)
 
 
 def write_coords(path: str | os.PathLike[str], data: PatchCoords) -> None:
@@ -152,6 +163,16 @@ def read_coords(path: str | os.PathLike[str]) -> PatchCoords:
         else:
             data.annotation_fraction = np.zeros((len(data.coords), 0), np.float32)
     return data
+
+
+def coord_space(path: Path, kind: str, fix: str) -> str:
+    """The ``coord_space`` attribute of the ``coords`` of an HDF5 file (empty when it has none or no ``coords``).
+
+    Raises:
+        PathattnError: the file is missing or unreadable; ``kind`` and ``fix`` as for :func:`open_h5`.
+    """
+    with open_h5(path, kind, fix) as f:
+        return str(plain_attr(f["coords"].attrs.get("coord_space", ""))) if "coords" in f else ""
 
 
 def is_complete(path: str | os.PathLike[str]) -> bool:

@@ -21,9 +21,9 @@ as ``nibabel.as_closest_canonical`` does. The result is a :class:`Volume` whose 
 and ``affine`` maps (i, j, k, 1) to RAS millimetres; ``sources`` records per channel the file, format, original
 orientation (axcodes, e.g. ``"LPS"``), original affine and spacing, and units (and SUV conversion for PET).
 
-**Checks** (each a one-line :class:`~pathattn.errors.PathattnError` naming the file and the fix): missing,
-unreadable (permission), empty, truncated or corrupt files; a zero or negative spacing in the header or a
-singular affine; 4-D input without ``volume_index``; NaN or infinite voxels.
+**Checks** (:mod:`pathattn.io.volume_checks`; each a one-line :class:`~pathattn.errors.PathattnError` naming
+the file and the fix): missing, unreadable (permission), empty, truncated or corrupt files; a zero or negative
+spacing in the header or a singular affine; 4-D input without ``volume_index``; NaN or infinite voxels.
 
 **Studies.** :func:`read_study` reads several modalities and resamples them with MONAI's
 :class:`~monai.transforms.ResampleToMatch` (bilinear) onto the **reference grid: the CT's when there is a CT,
@@ -47,6 +47,13 @@ import numpy as np
 
 from pathattn.errors import PathattnError
 from pathattn.io.dicom import check_readable, read_dicom, unreadable
+from pathattn.io.volume_checks import (
+    check_affine,
+    check_finite,
+    check_header_spacing,
+    check_nifti_zooms,
+    select_volume,
+)
 
 VolumeFormat = Literal["nifti", "nrrd", "metaimage", "dicom"]
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")  # a folder = a DICOM series
@@ -57,7 +64,6 @@ _FORMATS: dict[str, VolumeFormat] = {
 _FORMAT_NAMES = {"nifti": "NIfTI file", "nrrd": "NRRD file", "metaimage": "MetaImage file", "dicom": "DICOM file"}
 AFFINE_ATOL_MM = 1e-3  # a label's RAS affine must equal the image's within this (mm), entry by entry
 LABEL_VALUE_ATOL = 1e-3  # label voxels must be integers within this
-_HEADER_BYTES = 16384  # text headers (NRRD, MetaImage) are read up to this size for the spacing check
 _RAS_LABELS = (("L", "R"), ("P", "A"), ("I", "S"))  # nibabel axcodes: i -> R, j -> A, k -> S
 _DICOM_MODALITIES = {"PT": "PET", "MR": "MR", "CT": "CT"}
 _NAME_MODALITIES = {"CT": "CT", "PET": "PET", "PT": "PET", "MR": "MR", "MRI": "MR", "T1": "T1", "T1C": "T1C",
@@ -159,14 +165,14 @@ def read_volume(
     else:
         data, affine = _read_file(path, fmt)
         source["units"] = None
-    data = _select_volume(path, data, volume_index)
+    data = select_volume(path, data, volume_index)
     if volume_index is not None:
         source["volume_index"] = volume_index
     modality = (modality or _modality_from_name(path)).upper()
     if modality == "PET" and "suv" not in source:
         source["suv"] = {"converted": False, "factor": 1.0, "reason": f"{fmt}: no DICOM tags; values kept as stored"}
-    _check_affine(path, affine)
-    _check_finite(path, data)
+    check_affine(path, affine)
+    check_finite(path, data)
     source.update(orientation="".join(nib.aff2axcodes(affine)), affine=affine.tolist(), spacing=list(_spacing(affine)))
     array, ras_affine = to_ras(data, affine)
     return Volume(array[None], ras_affine, (modality,), (source,))
@@ -280,9 +286,9 @@ def resample_to(volume: Volume, reference: Volume) -> np.ndarray:
 
 def _read_file(path: Path, fmt: VolumeFormat) -> tuple[np.ndarray, np.ndarray]:
     if fmt == "nifti":
-        _check_nifti_zooms(path)
+        check_nifti_zooms(path)
     else:
-        _check_header_spacing(path)
+        check_header_spacing(path)
     reader = _reader(fmt)
     try:
         with warnings.catch_warnings():
@@ -304,49 +310,6 @@ def _reader(fmt: VolumeFormat) -> Any:
         return NibabelReader() if fmt == "nifti" else ITKReader()
 
 
-def _check_nifti_zooms(path: Path) -> None:
-    """Refuse zero or negative pixdim, which nibabel would silently replace (by 1 or its absolute value)."""
-    try:
-        with nib.openers.ImageOpener(str(path)) as stream:
-            raw = stream.read(4)
-            stream.seek(0)
-            nifti2 = 540 in (int.from_bytes(raw, "little"), int.from_bytes(raw, "big"))
-            header_class = nib.Nifti2Header if nifti2 else nib.Nifti1Header
-            header = header_class.from_fileobj(stream, check=False)
-    except Exception as error:  # noqa: BLE001 - any reader failure becomes one line naming the file
-        raise unreadable(path, error, "NIfTI file") from None
-    ndim = int(header["dim"][0])
-    zooms = np.asarray(header["pixdim"][1 : 1 + min(max(ndim, 1), 3)], dtype=np.float64)
-    if not (np.isfinite(zooms).all() and (zooms > 0).all()):
-        raise PathattnError(f"{path}: voxel spacing (pixdim) {zooms.tolist()} is not positive; fix the header")
-
-
-def _check_header_spacing(path: Path) -> None:
-    """Refuse a zero or negative spacing in a MetaImage or NRRD header (ITK would flip the axis instead)."""
-    keys = ("elementspacing", "elementsize", "spacings")
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(_HEADER_BYTES).decode("latin-1")
-    except OSError as error:
-        raise unreadable(path, error, "volume file") from None
-    for line in head.splitlines():
-        key, _, value = line.partition("=" if "=" in line.split(":", 1)[0] else ":")
-        if key.strip().lower() in keys:
-            numbers = [_number(v) for v in value.split() if v.lower() != "nan"]  # NRRD: nan for non-spatial axes
-            if any(not v > 0 for v in numbers):
-                raise PathattnError(f"{path}: voxel spacing {numbers} is not positive; fix the header")
-        if not line.strip() or key.strip().lower() == "elementdatafile":  # end of the header
-            return
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return float("nan")
-    return value if np.isfinite(value) else float("nan")
-
-
 def _affine4(affine: np.ndarray) -> np.ndarray:
     """A (4, 4) affine from a reader's (r+1, r+1) one (2-D: k spacing 1 mm; 4-D: the spatial part)."""
     if affine.shape == (4, 4):
@@ -357,37 +320,6 @@ def _affine4(affine: np.ndarray) -> np.ndarray:
     out[:n, :n] = affine[:n, :n]
     out[:n, 3] = affine[:n, r]
     return out
-
-
-def _select_volume(path: Path, data: np.ndarray, volume_index: int | None) -> np.ndarray:
-    while data.ndim > 3 and data.shape[-1] == 1 and volume_index is None:
-        data = data[..., 0]
-    if data.ndim == 2:
-        data = data[..., None]
-    if data.ndim > 4:
-        raise PathattnError(f"{path}: {data.ndim}-D image {data.shape}; give a 3-D volume (or a 4-D one)")
-    count = data.shape[3] if data.ndim == 4 else 1
-    if data.ndim == 4 and volume_index is None:
-        raise PathattnError(
-            f"{path}: 4-D image with {count} volumes {data.shape}; choose one with volume_index (0-{count - 1})"
-        )
-    if volume_index is not None and not 0 <= volume_index < count:
-        raise PathattnError(f"{path}: volume_index {volume_index} is out of range: the file holds {count} volume(s)")
-    return data[..., volume_index] if data.ndim == 4 else data
-
-
-def _check_affine(path: Path, affine: np.ndarray) -> None:
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    if not (np.isfinite(affine).all() and (spacing > 0).all() and abs(np.linalg.det(affine[:3, :3])) > 0):
-        raise PathattnError(f"{path}: the voxel-to-world affine is singular (a zero spacing?); fix the header")
-
-
-def _check_finite(path: Path, data: np.ndarray) -> None:
-    bad = int(np.count_nonzero(~np.isfinite(data)))
-    if bad:
-        raise PathattnError(
-            f"{path}: {bad} voxels are NaN or infinite; replace them (e.g. by the background value) and save again"
-        )
 
 
 def _modality_from_name(path: Path) -> str:

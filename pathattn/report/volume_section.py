@@ -61,15 +61,15 @@ def volume_ids(inputs: ReportInputs) -> list[str]:
     predict = inputs.layout.path("predict")
     if predict is None or not (predict / "attention").is_dir():
         return []
-    from pathattn.evaluate.volumes import coordinate_space
-    from pathattn.io.coords import VOXEL_IJK
+    from pathattn.io.coords import VOXEL_IJK, coord_space
 
+    ids = sorted(p.stem for p in (predict / "attention").glob("*.h5") if not p.name.startswith("."))
     try:
-        if coordinate_space(predict) != VOXEL_IJK:
+        if not ids or coord_space(predict / "attention" / f"{ids[0]}.h5", "attention file", "") != VOXEL_IJK:
             return []
     except PathattnError:
         return []  # unreadable attention: the other sections report it
-    return sorted(p.stem for p in (predict / "attention").glob("*.h5") if not p.name.startswith("."))
+    return ids
 
 
 def _per_volume(inputs: ReportInputs) -> dict[str, str]:

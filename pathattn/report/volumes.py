@@ -23,7 +23,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from pathattn.errors import PathattnError
-from pathattn.evaluate.volumes import is_annotated, lesion_fraction
 from pathattn.io.coords import PatchCoords
 from pathattn.io.scores import PatchScores
 from pathattn.report.figures import figure_uri, image_uri
@@ -126,8 +125,8 @@ def volume_strip(scores: PatchScores, tiling: PatchCoords | None) -> Strip:
     extent = int(size[axis])
     weights = normalise(np.asarray(scores.values, np.float64), "softmax")
     row_lesion = lesion = None
-    if tiling is not None and is_annotated(tiling) and np.array_equal(tiling.coords, scores.coords):
-        row_lesion = lesion_fraction(tiling, None)
+    if tiling is not None and tiling.is_annotated and np.array_equal(tiling.coords, scores.coords):
+        row_lesion = tiling.lesion_fraction()
         lesion = profile(scores.coords, extent, row_lesion, length, axis)
     attention = profile(scores.coords, extent, weights, length, axis)
     return Strip(attention, lesion, axis, scores.coords, weights, row_lesion, size)

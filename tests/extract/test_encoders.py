@@ -10,7 +10,8 @@ from safetensors.torch import save_file
 
 from pathattn.errors import PathattnError
 from pathattn.extract import encoders
-from pathattn.extract.encoders import PRESETS, EncoderSpec, create_encoder, list_encoders
+from pathattn.extract.encoders import create_encoder, list_encoders
+from pathattn.extract.presets import PRESETS, EncoderSpec
 from pathattn.io.weights import sha256_file
 
 GIANT_DIMS = {"uni": 1024, "uni2_h": 1536, "gigapath": 1536, "h_optimus_0": 1536, "h_optimus_1": 1536,
