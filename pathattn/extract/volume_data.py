@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -108,6 +108,7 @@ class VolumePatches:
         context: 2.5-D neighbours on each side of a slice.
         patch_size: (3,) voxels of a 3-D patch along i, j, k.
         shape: (I, J, K) of the prepared grid recorded at tiling.
+        series: modality → the DICOM series read at tiling.
     """
 
     volume_id: str
@@ -121,6 +122,7 @@ class VolumePatches:
     context: int
     patch_size: tuple[int, int, int]
     shape: tuple[int, int, int]
+    series: Mapping[str, str] = field(default_factory=dict)
 
     max_open: ClassVar[int] = 1  # prepared volumes kept per reading process
     pinned: ClassVar[bool] = True  # costly to open: read by one process (pathattn.extract.data.batch_order)
@@ -153,7 +155,7 @@ class VolumePatches:
 
         presets = resolve_presets(self.prepare.presets, self.modalities)
         foreground = any(p.kind in _STATISTICS_PRESETS for p in presets)  # their statistics use the body only
-        volume = prepare_volume(self.paths, self.prepare, axis=self.axis, foreground=foreground)
+        volume = prepare_volume(self.paths, self.prepare, series=self.series, axis=self.axis, foreground=foreground)
         if volume.shape != self.shape:
             raise PathattnError(
                 f"volume {self.volume_id}: {self.source} now gives a {_dims(volume.shape)} grid but it was tiled on "
@@ -316,7 +318,7 @@ def plan_volume(
         PathattnError: the encoder does not fit (:func:`check_encoder`), an image is missing, the file records
             no preparation settings, or rows lie outside the grid.
     """
-    from pathattn.volumes.prepare import PrepareParams, encoder_channels
+    from pathattn.volumes.prepare import PrepareParams, encoder_channels, recorded_series
 
     attrs, volume_id = coords.attrs, coords_file.stem
     check_encoder(encoder, attrs, coords_file)
@@ -330,7 +332,7 @@ def plan_volume(
     plan = VolumePatches(
         volume_id, _image_paths(attrs, override, volume_id, coords_file), _modalities(attrs),
         encoder_channels(_channels(attrs), _modalities(attrs)), prepare, coords.coords, _mode(attrs, coords_file),
-        axis, int(attrs.get("context_slices", 0)), patch_size, shape,
+        axis, int(attrs.get("context_slices", 0)), patch_size, shape, recorded_series(attrs),
     )  # fmt: skip
     _check_rows(plan, coords_file)
     return plan

@@ -7,7 +7,7 @@ Reading goes in three steps, each refusing what it cannot handle with a one-line
    pixels (``stop_before_pixels``). Files that are not DICOM are skipped unless their name ends in ``.dcm``;
    a ``.dcm`` file that cannot be parsed, or any file that cannot be opened, is an error naming it. Files are
    grouped by SeriesInstanceUID; with several series the error lists each UID with its SeriesDescription and
-   file count, and the caller passes ``series_uid`` to choose one.
+   file count, and the caller passes ``series_uid`` to choose one (a sheet's ``<modality>_series_uid`` column).
 2. **Geometry.** All slices must share ImageOrientationPatient (within :data:`ORIENTATION_ATOL`), PixelSpacing
    (within :data:`PIXEL_SPACING_ATOL_MM`), Rows and Columns. Slices are ordered by ImagePositionPatient
    projected on the slice normal (row cosine x column cosine), never by file name or InstanceNumber. The
@@ -180,7 +180,9 @@ def choose_series(
         for uid, files in groups.items()
     )
     found = f"holds no series {series_uid}" if series_uid is not None else f"holds {len(groups)} DICOM series"
-    raise PathattnError(f"{folder}: {found}: {listing}; pass series_uid to choose one")
+    raise PathattnError(
+        f"{folder}: {found}: {listing}; choose one in the sample sheet's <modality>_series_uid column (ct_series_uid)"
+    )
 
 
 def sort_slices(folder: Path, files: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]]:

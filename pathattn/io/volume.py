@@ -178,7 +178,9 @@ def read_volume(
     return Volume(array[None], ras_affine, (modality,), (source,))
 
 
-def read_study(paths: Mapping[str, str | os.PathLike[str]], *, suv: bool = True) -> Volume:
+def read_study(
+    paths: Mapping[str, str | os.PathLike[str]], *, series: Mapping[str, str] | None = None, suv: bool = True
+) -> Volume:
     """Read several modalities of one study onto one grid, channel c = the c-th entry of ``paths``.
 
     The reference grid is the CT's when a ``"CT"`` key is given, else the first entry's; the other channels are
@@ -186,6 +188,7 @@ def read_study(paths: Mapping[str, str | os.PathLike[str]], *, suv: bool = True)
 
     Args:
         paths: modality (e.g. ``"CT"``, ``"PET"``, ``"T1"``) -> file or DICOM folder.
+        series: modality -> the SeriesInstanceUID to read from its DICOM folder (folders of several series).
         suv: convert DICOM PET in Bq/mL to SUVbw when the tags allow it.
 
     Returns:
@@ -196,7 +199,10 @@ def read_study(paths: Mapping[str, str | os.PathLike[str]], *, suv: bool = True)
     """
     if not paths:
         raise PathattnError("read_study: no image given; give at least one modality and its file")
-    volumes = {key.upper(): read_volume(p, modality=key, suv=suv) for key, p in paths.items()}
+    uids = {key.upper(): uid for key, uid in (series or {}).items()}
+    volumes = {
+        key.upper(): read_volume(p, modality=key, series_uid=uids.get(key.upper()), suv=suv) for key, p in paths.items()
+    }
     reference_key = "CT" if "CT" in volumes else next(iter(volumes))
     reference = volumes[reference_key]
     if len(volumes) == 1:

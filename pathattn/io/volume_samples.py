@@ -4,9 +4,10 @@ A **volume sample sheet** (CSV/TSV) has one row per study and one column per ima
 ``<modality>_path``: ``ct_path``, ``pet_path``, ``mr_path``, ``t1_path``, ``t2_path``, ``flair_path``, ...
 (every ``*_path`` column but ``slide_path`` and ``label_path``); the modality is the column's prefix in upper
 case. A blank cell leaves that modality out of the row's study. ``volume_id`` names the study (default: the
-first image's name), ``label_path`` an optional label volume on the image's grid. Relative paths are relative
-to the sheet's folder and stored absolute; ids follow :mod:`pathattn.io.ids`. Other columns (patient_id,
-centre, label, time, event, ...) are kept for later stages.
+first image's name), ``label_path`` an optional label volume on the image's grid, ``<modality>_series_uid``
+(``ct_series_uid``, ...) the SeriesInstanceUID to read from a DICOM folder that holds several series. Relative
+paths are relative to the sheet's folder and stored absolute; ids follow :mod:`pathattn.io.ids`. Other columns
+(patient_id, centre, label, time, event, ...) are kept for later stages.
 
 ``pathattn tile`` treats a sheet with such columns, or paths that are all volume files
 (:data:`pathattn.io.volume.VOLUME_SUFFIXES`) or folders without slide files, as volumes; everything else as
@@ -28,6 +29,7 @@ from pathattn.io.slide import find_slides
 from pathattn.io.volume import is_volume_path, volume_id_of
 
 NOT_IMAGE_COLUMNS = ("slide_path", "label_path")
+SERIES_SUFFIX = "_series_uid"
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,14 @@ class VolumeEntry:
         paths: modality (upper case) → image file or DICOM folder, in the sheet's column order.
         label_path: label volume on the image's grid, or None.
         extra: the other columns of its sample-sheet row.
+        series: modality → the SeriesInstanceUID to read from its DICOM folder (only where the sheet gives one).
     """
 
     volume_id: str
     paths: Mapping[str, Path]
     label_path: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    series: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def slide_id(self) -> str:
@@ -67,7 +71,8 @@ def read_volume_sheet(path: str | os.PathLike[str]) -> list[VolumeEntry]:
     """Studies listed in a volume sample sheet, their paths made absolute.
 
     Raises:
-        PathattnError: no image column, a row without any image, or an id outside the id rule.
+        PathattnError: no image column, a ``<modality>_series_uid`` column without its image column, a row
+            without any image, or an id outside the id rule.
     """
     path = Path(path)
     rows = read_table(path)
@@ -76,6 +81,13 @@ def read_volume_sheet(path: str | os.PathLike[str]) -> list[VolumeEntry]:
         raise PathattnError(
             f"--samples {path} has no image column; name one column per modality '<modality>_path' (ct_path, pet_path)"
         )
+    series_columns = [c for c in rows[0] if c.endswith(SERIES_SUFFIX)]
+    for column in series_columns:
+        if column.removesuffix(SERIES_SUFFIX) + "_path" not in columns:
+            raise PathattnError(
+                f"--samples {path}: column {column} names no image column "
+                f"({column.removesuffix(SERIES_SUFFIX)}_path); rename it after one of {', '.join(columns)}"
+            )
     entries = []
     for line, row in enumerate(rows, start=2):
         where = f"--samples {path} line {line}"
@@ -84,8 +96,9 @@ def read_volume_sheet(path: str | os.PathLike[str]) -> list[VolumeEntry]:
             raise PathattnError(f"{where}: every image cell ({', '.join(columns)}) is empty; give at least one image")
         volume_id = check_id(row.get("volume_id") or volume_id_of(next(iter(paths.values()))), "volume", where)
         label = (path.parent / row["label_path"]).absolute() if row.get("label_path") else None
-        extra = {k: v for k, v in row.items() if k not in ("volume_id", "label_path", *columns)}
-        entries.append(VolumeEntry(volume_id, paths, label, extra))
+        extra = {k: v for k, v in row.items() if k not in ("volume_id", "label_path", *columns, *series_columns)}
+        series = {c.removesuffix(SERIES_SUFFIX).upper(): row[c] for c in series_columns if row[c]}
+        entries.append(VolumeEntry(volume_id, paths, label, extra, series))
     return _unique(entries)
 
 

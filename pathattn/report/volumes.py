@@ -157,7 +157,7 @@ def prepared_volume(attrs: dict[str, Any]) -> PreparedVolume:
     Raises:
         PathattnError: the attributes lack the image paths, a file cannot be read, or the grid differs.
     """
-    from pathattn.volumes.prepare import PrepareParams, prepare_volume
+    from pathattn.volumes.prepare import PrepareParams, prepare_volume, recorded_series
 
     try:
         paths = {m: Path(p) for m, p in json.loads(attrs["volume_paths"]).items()}
@@ -167,7 +167,9 @@ def prepared_volume(attrs: dict[str, Any]) -> PreparedVolume:
             "the tiling records no image paths (volume_paths, prepare); re-run 'pathattn tile'"
         ) from None
     label = Path(attrs["label_path"]) if attrs.get("label_path") else None
-    volume = prepare_volume(paths, params, label_path=label, axis=int(attrs["axis_index"]))
+    volume = prepare_volume(
+        paths, params, label_path=label, series=recorded_series(attrs), axis=int(attrs["axis_index"])
+    )
     expected = tuple(int(v) for v in np.asarray(attrs.get("shape", volume.shape)).reshape(-1))
     if volume.shape != expected:
         raise PathattnError(f"the image files give a {volume.shape} grid but the tiling a {expected} one; "

@@ -138,7 +138,9 @@ def plan(volume: PreparedVolume, job: VolumeTileJob) -> tuple[np.ndarray, np.nda
 
 def _tile(entry: VolumeEntry, job: VolumeTileJob) -> VolumeTileRow:
     """Tile one volume (errors propagate)."""
-    volume = prepare_volume(entry.paths, job.prepare, label_path=entry.label_path, axis=job.grid.axis_index)
+    volume = prepare_volume(
+        entry.paths, job.prepare, label_path=entry.label_path, series=entry.series, axis=job.grid.axis_index
+    )
     coords, fractions, size = plan(volume, job)
     classes = class_names(volume.label, job.label_names)
     labels = label_fractions(volume.label, coords, job.grid, size, len(classes))

@@ -140,6 +140,17 @@ def encoder_channels(wanted: Sequence[str], modalities: Sequence[str]) -> tuple[
     return tuple(upper.index(w.upper()) for w in wanted) if wanted else tuple(range(len(modalities)))
 
 
+def recorded_series(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """Modality → the DICOM series a tiling read (its ``sources``), so later stages read the same series."""
+    try:
+        sources = json.loads(str(attrs.get("sources", "[]")))
+    except json.JSONDecodeError:
+        return {}
+    modalities = str(attrs.get("modality", "")).split(",")
+    return {m: str(s["series_uid"]) for m, s in zip(modalities, sources, strict=False)
+            if isinstance(s, dict) and s.get("series_uid")}  # fmt: skip
+
+
 def reference_channel(modalities: Sequence[str]) -> int:
     """The channel foreground detection runs on: the CT when present, else the first."""
     upper = [m.upper() for m in modalities]
@@ -151,6 +162,7 @@ def prepare_volume(
     params: PrepareParams,
     *,
     label_path: Path | None = None,
+    series: Mapping[str, str] | None = None,
     axis: int = 2,
     foreground: bool = True,
 ) -> PreparedVolume:
@@ -160,13 +172,14 @@ def prepare_volume(
         paths: modality → image file or DICOM folder (several: aligned on the reference grid).
         params: spacing, presets, CT threshold.
         label_path: a label volume on the image's grid, resampled alongside.
+        series: modality → the SeriesInstanceUID to read from its DICOM folder (:func:`recorded_series`).
         axis: the slice axis (holes of the foreground are filled slice by slice along it).
         foreground: detect the foreground (``extract`` does not need it).
 
     Raises:
         PathattnError: an unreadable file, a label that does not match, a bad preset, an empty volume.
     """
-    volume: Volume = read_study(paths)
+    volume: Volume = read_study(paths, series=series)
     label = read_label(label_path, volume) if label_path is not None else None
     spacing = target_spacing(volume.spacing, params.spacing)
     image, affine = resample(volume.array, volume.affine, spacing, "bilinear")

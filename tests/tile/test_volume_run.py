@@ -4,11 +4,17 @@ import json
 
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 
 from pathattn.cli.main import main
+from pathattn.errors import PathattnError
 from pathattn.io.coords import read_coords
 from pathattn.io.manifest import read_manifest
+from pathattn.io.volume_samples import read_volume_sheet
+from pathattn.synth.volume_dicom import SeriesInfo, dicom_uid, write_series
+from pathattn.synth.volume_scanner import Grid
+from pathattn.volumes.prepare import PrepareParams, prepare_volume, recorded_series
 
 LPS = np.diag([-1.0, -1.0, 3.0, 1.0])  # 1 x 1 x 3 mm voxels, i towards the patient's left, j posterior
 
@@ -118,3 +124,79 @@ def test_an_empty_foreground_is_recorded(tmp_path, capsys):
     assert tile("--slides", tmp_path / "air.nii.gz", "--out", tmp_path / "out") == 1
     rows = {r["slide_id"]: r for r in read_manifest(tmp_path / "out" / "manifest.csv")}
     assert rows["air"]["status"] == "failed" and "no foreground" in rows["air"]["error"]
+
+
+def dicom_series(folder, hu, series: str):
+    """``hu`` (I, J, K) as a CT series of 1 x 1 x 3 mm voxels; slice k is ``IM{k:05d}.dcm``."""
+    info = SeriesInfo("p", dicom_uid("bad-inputs", series), dicom_uid("frame"), "20260101", "A", "synthetic", 70.0)
+    grid = Grid(hu.shape, (1.0, 1.0, 3.0), (0.0, 0.0, 0.0))
+    return write_series(folder, hu.astype(np.int16), grid, info, "CT", np.arange(hu.shape[2]))
+
+
+def bad_inputs(root):
+    """Sheet rows of the issue's bad inputs, each with the words its one-line error must hold."""
+    hu, label = body_volume(True)
+    mixed = dicom_series(root / "mixed", hu, "mixed")
+    ds = pydicom.dcmread(mixed / "IM00005.dcm")
+    ds.PixelSpacing = [1.0, 1.2]
+    ds.save_as(mixed / "IM00005.dcm")
+    gap = dicom_series(root / "gap", hu, "gap")
+    (gap / "IM00007.dcm").unlink()
+    two = dicom_series(root / "two", hu, "one")
+    for path in dicom_series(root / "other", hu[::-1], "two").iterdir():
+        path.rename(two / f"B{path.name}")
+    nan = hu.copy()
+    nan[3, 4, 5] = np.nan
+    nib.save(nib.Nifti1Image(nan, LPS), root / "nan.nii.gz")
+    nib.save(nib.Nifti1Image(hu, LPS), root / "trunc.nii.gz")
+    (root / "trunc.nii.gz").write_bytes((root / "trunc.nii.gz").read_bytes()[:2000])
+    nib.save(nib.Nifti1Image(hu, LPS), root / "shifted.nii.gz")
+    shifted_label = LPS.copy()
+    shifted_label[:3, 3] = [5.0, 0.0, 0.0]
+    nib.save(nib.Nifti1Image(label, shifted_label), root / "shifted_label.nii.gz")
+    nib.save(nib.Nifti1Image(np.full(hu.shape, -1000.0, np.float32), LPS), root / "air.nii.gz")
+    zero = nib.Nifti1Image(hu, None)
+    zero.header["pixdim"][3] = 0.0
+    nib.save(zero, root / "zero.nii")
+    return {
+        "mixed": ("mixed", "", ["IM00005.dcm", "different PixelSpacing", "one series per folder"]),
+        "gap": ("gap", "", ["not evenly spaced", "6 mm between slices"]),
+        "two": ("two", "", ["holds 2 DICOM series", "ct_series_uid"]),
+        "nan": ("nan.nii.gz", "", ["nan.nii.gz", "1 voxels are NaN"]),
+        "trunc": ("trunc.nii.gz", "", ["trunc.nii.gz", "cannot read this"]),
+        "shifted": ("shifted.nii.gz", "shifted_label.nii.gz", ["shifted_label.nii.gz"]),
+        "air": ("air.nii.gz", "", ["no foreground"]),
+        "zero": ("zero.nii", "", ["zero.nii", "not positive"]),
+    }
+
+
+def test_every_bad_input_fails_alone_in_one_line(cohort, tmp_path, capsys):
+    rows = bad_inputs(tmp_path)
+    cohort.write_text(cohort.read_text() + "".join(f"{v},{v},0,{ct},{lab}\n" for v, (ct, lab, _) in rows.items()))
+    out = tmp_path / "out"
+    assert tile("--samples", cohort, "--out", out, "--workers", 2) == 1
+    assert "Traceback" not in capsys.readouterr().err
+    manifest = {r["slide_id"]: r for r in read_manifest(out / "manifest.csv")}
+    assert manifest["v1"]["status"] == manifest["v2"]["status"] == "done"
+    for volume_id, (_, _, words) in rows.items():
+        error = manifest[volume_id]["error"]
+        assert manifest[volume_id]["status"] == "failed" and "\n" not in error, (volume_id, error)
+        assert all(w in error for w in words), (volume_id, error)
+    assert sorted(p.name for p in (out / "coords").iterdir()) == ["v1.h5", "v2.h5"]  # no partial or temp file
+
+
+def test_a_series_chosen_in_the_sheet_is_read_at_every_stage(tmp_path):
+    hu, _ = body_volume(True)
+    folder = dicom_series(tmp_path / "two", hu, "one")
+    for path in dicom_series(tmp_path / "other", np.full_like(hu, -1000.0), "two").iterdir():
+        path.rename(folder / f"B{path.name}")
+    uid = pydicom.dcmread(folder / "IM00000.dcm").SeriesInstanceUID
+    sheet = tmp_path / "samples.csv"
+    sheet.write_text(f"volume_id,ct_path,ct_series_uid\nv,two,{uid}\n")
+    assert tile("--samples", sheet, "--out", tmp_path / "out") == 0
+    attrs = read_coords(tmp_path / "out" / "coords" / "v.h5").attrs
+    assert json.loads(attrs["sources"])[0]["series_uid"] == uid and recorded_series(attrs) == {"CT": uid}
+    assert prepare_volume({"CT": folder}, PrepareParams.from_attrs(attrs), series={"CT": uid}).shape == (48, 40, 16)
+    sheet.write_text("volume_id,ct_path,pet_series_uid\nv,two,1.2\n")
+    with pytest.raises(PathattnError, match="pet_series_uid names no image column"):
+        read_volume_sheet(sheet)
