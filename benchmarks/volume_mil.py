@@ -15,7 +15,7 @@ out). It prints
 Every stage is skipped when its output is there, so a second run with another ``--train-extra`` reuses the
 tiles and features. Usage (from the repository root; figures in docs/volumes.md and docs/performance.md)::
 
-    python benchmarks/volume_mil.py --work /tmp/volume_mil --n-patients 100
+    python benchmarks/volume_mil.py --work /tmp/volume_mil --n-patients 200
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def per_slice_split_aurocs(x: np.ndarray, y: np.ndarray, patients: list[str], se
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, required=True, help="working folder (cohort/, tiles/, features/, runs)")
-    p.add_argument("--n-patients", type=int, default=100)
+    p.add_argument("--n-patients", type=int, default=200)
     p.add_argument("--shape", type=int, nargs=3, default=[192, 192, 48], help="voxels I J K of each CT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tile-config", default="configs/tile/volume_pet_axial.yaml")

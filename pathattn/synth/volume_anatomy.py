@@ -25,6 +25,7 @@ FAT: Values = (-100.0, 0.4, 320.0)
 SOFT: Values = (40.0, 1.0, 110.0)
 TABLE: Values = (250.0, 0.0, 0.0)
 MODALITIES = ("ct", "pet", "mr")
+MIN_LESION_RADIUS_MM = 6.0  # the smallest lesion (plan_lesions)
 _LATTICE_MM, _LATTICE_HALF = 8.0, (240.0, 240.0, 320.0)  # smooth-noise lattice of the patient frame
 
 
@@ -179,7 +180,12 @@ def _lesion_fits(anatomy: Anatomy, host: str, centre: np.ndarray, reach: float, 
 
 
 def plan_lesions(rng: np.random.Generator, anatomy: Anatomy, z_limit: float) -> tuple[Blob, ...]:
-    """1-4 lesions of radius 4-25 mm (log-uniform) in the liver or in soft tissue, within ``|z| <= z_limit``.
+    """1-4 lesions of radius 6-25 mm (log-uniform) in the liver or in soft tissue, within ``|z| <= z_limit``.
+
+    The smallest (:data:`MIN_LESION_RADIUS_MM`: 12 mm across) spans about twice the PET resolution of centre A
+    (FWHM 6.5 mm) and 1.4 times centre B's (8.5 mm; :data:`pathattn.synth.volume_scanner.SCANNERS`): smaller
+    lesions lose most of their uptake to the partial-volume effect and are not reliably seen in PET, so a
+    study label resting on one would be noise.
 
     CT: 30-60 HU over the host; PET: SUV 6-24 (log-uniform); MR: 1.6-2.6 times the host. A lesion that does
     not fit after many tries is dropped, but a positive patient always keeps at least one.
@@ -188,9 +194,9 @@ def plan_lesions(rng: np.random.Generator, anatomy: Anatomy, z_limit: float) -> 
     lesions: list[Blob] = []
     for _ in range(n):
         host = "liver" if rng.random() < 0.45 else "soft"
-        radius = float(np.exp(rng.uniform(np.log(4), np.log(25))))
+        radius = float(np.exp(rng.uniform(np.log(MIN_LESION_RADIUS_MM), np.log(25))))
         for attempt in range(400):
-            r = radius if attempt < 300 else 4.0
+            r = radius if attempt < 300 else MIN_LESION_RADIUS_MM
             radii = tuple(r * rng.uniform(0.8, 1.25) for _ in range(3))
             reach, zmax = max(radii), max(z_limit - max(radii), 0.0)
             if host == "liver":
@@ -205,9 +211,10 @@ def plan_lesions(rng: np.random.Generator, anatomy: Anatomy, z_limit: float) -> 
                           base[2] * rng.uniform(1.6, 2.6))  # fmt: skip
                 lesions.append(Blob("lesion", tuple(np.round(centre, 2)), radii, rng.uniform(0, np.pi), values, host))
                 break
-    if not lesions:  # never seen in practice: a 5 mm lesion at the centre of the liver
+    if not lesions:  # never seen in practice: a smallest lesion at the centre of the liver
         liver = anatomy.organ("liver")
-        lesions.append(Blob("lesion", liver.centre, (5.0, 5.0, 5.0), 0.0, (liver.values[0] + 45, 8.0, 200.0), "liver"))
+        values = (liver.values[0] + 45, 8.0, 200.0)
+        lesions.append(Blob("lesion", liver.centre, (MIN_LESION_RADIUS_MM,) * 3, 0.0, values, "liver"))
     return tuple(lesions)
 
 
