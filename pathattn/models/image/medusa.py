@@ -34,6 +34,7 @@ from pathattn.registry import register_model
 
 Attention = Literal["body", "isolated", "none"]
 BODY_WIDTHS = (32, 64, 64, 128, 256)  # encoder levels, then the bottleneck (the authors' widths)
+DECODER_WIDTHS = (256, 256, 128, 64)  # decoder levels, deepest first
 
 
 def _double_conv(in_ch: int, out_ch: int) -> nn.Sequential:
@@ -46,28 +47,31 @@ def _double_conv(in_ch: int, out_ch: int) -> nn.Sequential:
 class AttentionBody(nn.Module):
     """MEDUSA's body: a U-Net without normalisation, (B, 1, S, S) in, one sigmoid map (B, 1, S, S) out.
 
-    Encoder: two conv 3 x 3 per level (``widths[:-1]``) and a 2 x 2 max-pool; bottleneck: one conv 3 x 3
-    (``widths[-1]``); decoder: per level an x2 upsampling, two conv 3 x 3, the skip concatenated and one
-    conv 3 x 3; the output conv 3 x 3 to one channel and a sigmoid. S must be divisible by 2^levels.
+    Encoder: per level two conv 3 x 3 (``widths[:-1]``) and a 2 x 2 max-pool; bottleneck: one conv 3 x 3
+    (``widths[-1]``); decoder, per level: an x2 upsampling, two conv 3 x 3 (``decoder_widths``), the encoder's
+    skip concatenated, one conv 3 x 3; then a conv 3 x 3 to one channel and a sigmoid. ReLU throughout. With
+    the defaults (the authors' widths) it has 5.5 M parameters. S must be divisible by 2^levels.
 
     Args:
         widths: channels of each encoder level, then of the bottleneck.
+        decoder_widths: channels of each decoder level, deepest first (one per encoder level).
     """
 
-    def __init__(self, widths: Sequence[int] = BODY_WIDTHS) -> None:
+    def __init__(self, widths: Sequence[int] = BODY_WIDTHS, decoder_widths: Sequence[int] = DECODER_WIDTHS) -> None:
         super().__init__()
         *levels, bottom = widths
+        if len(decoder_widths) != len(levels):
+            raise ValueError(f"decoder_widths {list(decoder_widths)} needs one width per encoder level {levels}")
         self.down = nn.ModuleList(_double_conv(i, o) for i, o in zip([1, *levels[:-1]], levels, strict=True))
         self.bottleneck = nn.Sequential(nn.Conv2d(levels[-1], bottom, 3, padding=1), nn.ReLU(inplace=True))
         self.up = nn.ModuleList()
         self.merge = nn.ModuleList()
         width = bottom
-        for skip in reversed(levels):
-            self.up.append(_double_conv(width, width))
-            self.merge.append(nn.Sequential(nn.Conv2d(width + skip, skip, 3, padding=1), nn.ReLU(inplace=True)))
-            width = skip
+        for skip, out in zip(reversed(levels), decoder_widths, strict=True):
+            self.up.append(_double_conv(width, out))
+            self.merge.append(nn.Sequential(nn.Conv2d(out + skip, out, 3, padding=1), nn.ReLU(inplace=True)))
+            width = out
         self.out = nn.Conv2d(width, 1, 3, padding=1)
-        self.levels = len(levels)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, S, S) -> (B, 1, S, S) in [0, 1]."""
@@ -96,6 +100,7 @@ class MEDUSA(nn.Module):
         attention: ``"body"``, ``"isolated"`` or ``"none"`` (module docstring).
         body_size: side of the body's low-resolution copy (divisible by 2^(len(body_widths) - 1)).
         body_widths: encoder widths of the body, then its bottleneck.
+        decoder_widths: decoder widths of the body, deepest first.
         head_kernel: kernel side of each head's conv.
         spatial_dims: 2 (3-D backbones are not built).
     """
@@ -109,6 +114,7 @@ class MEDUSA(nn.Module):
         attention: Attention = "body",
         body_size: int = 256,
         body_widths: Sequence[int] = BODY_WIDTHS,
+        decoder_widths: Sequence[int] = DECODER_WIDTHS,
         head_kernel: int = 7,
         spatial_dims: int = 2,
     ) -> None:
@@ -133,7 +139,7 @@ class MEDUSA(nn.Module):
         self.stage_modules = {info.module_name()[s].replace(".", "_"): s for s in self.stages}  # FeatureListNet keys
         self.attention, self.body_size = attention, body_size
         channels = info.channels()
-        self.body = AttentionBody(body_widths) if attention == "body" else None
+        self.body = AttentionBody(body_widths, decoder_widths) if attention == "body" else None
         heads = {
             "body": lambda c: nn.Conv2d(1, c, head_kernel, padding=head_kernel // 2),
             "isolated": lambda c: nn.Sequential(nn.Conv2d(c, 1, 1), nn.Sigmoid(),

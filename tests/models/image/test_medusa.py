@@ -36,7 +36,7 @@ def test_maps_at_the_stage_sizes_and_in_range(backbone, side):
 
 def test_gradients_reach_the_body_and_heads():
     torch.manual_seed(0)
-    model = MEDUSA("resnet18", body_size=32, body_widths=(8, 8, 16))
+    model = MEDUSA("resnet18", body_size=32, body_widths=(8, 8, 16), decoder_widths=(16, 8))
     nn.functional.cross_entropy(model(torch.randn(2, 3, 64, 64)).logits, torch.tensor([0, 1])).backward()
     assert model.body.out.weight.grad.abs().sum() > 0
     assert all(head.weight.grad.abs().sum() > 0 for head in model.heads.values())
@@ -45,7 +45,7 @@ def test_gradients_reach_the_body_and_heads():
 def test_a_gate_of_zero_is_the_backbone_alone():
     """With every head's output zero, ``x + x * head`` is ``x``: MEDUSA's logits are the backbone's."""
     torch.manual_seed(0)
-    model = MEDUSA("resnet18", body_size=32, body_widths=(8, 8, 16)).eval()
+    model = MEDUSA("resnet18", body_size=32, body_widths=(8, 8, 16), decoder_widths=(16, 8)).eval()
     for head in model.heads.values():
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
@@ -78,6 +78,8 @@ def test_body_is_a_unet_with_the_authors_widths():
     body = AttentionBody()
     assert [block[0].out_channels for block in body.down] == [32, 64, 64, 128]
     assert body.bottleneck[0].out_channels == 256
+    assert [block[0].out_channels for block in body.up] == [256, 256, 128, 64]
+    assert 5.4e6 < count_parameters(body) < 5.6e6  # the authors' body: about 5.5 M parameters
     out = body(torch.randn(1, 1, 32, 32))
     assert out.shape == (1, 1, 32, 32) and 0 <= out.min() and out.max() <= 1
 
