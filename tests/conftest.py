@@ -71,6 +71,46 @@ def trained_synthetic_run(synthetic_cohort: EmbeddedCohort, tmp_path_factory: py
     return out
 
 
+@dataclass(frozen=True)
+class SliceTiling:
+    """A small synthetic PET/CT cohort tiled into axial slices that the networks see as PET.
+
+    Args:
+        samples: the cohort's sample sheet (volume_id, patient_id, centre, label paths).
+        tiles: the tiling run (``coords/`` with the lesion fraction of every slice).
+    """
+
+    samples: Path
+    tiles: Path
+
+
+@pytest.fixture(scope="session")
+def slice_tiling(tmp_path_factory: pytest.TempPathFactory) -> SliceTiling:
+    """16 patients (21 studies), 64 x 64 x 24 voxels, tiled by ``configs/tile/volume_pet_axial.yaml`` (about 25 s)."""
+    from pathattn.cli.main import main
+
+    repo = Path(__file__).resolve().parents[1]
+    root = tmp_path_factory.mktemp("slice_tiling")
+    cohort, tiles = root / "cohort", root / "tiles"
+    synth = ["synth", "volume", "--out", str(cohort), "--n-patients", "16", "--shape", "[64,64,24]"]
+    assert main([*synth, "--dicom-fraction", "0"]) == 0
+    config = str(repo / "configs/tile/volume_pet_axial.yaml")
+    assert main(["tile", "--config", config, "--samples", str(cohort / "samples.csv"), "--out", str(tiles)]) == 0
+    return SliceTiling(cohort / "samples.csv", tiles)
+
+
+@pytest.fixture(scope="session")
+def trained_slice_run(slice_tiling: SliceTiling, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ResNet-18 slice classifier, fold 0 of 2 by patient, 64 x 64 px, 2 epochs (``pathattn classify fit``)."""
+    from pathattn.cli.main import main
+
+    out = tmp_path_factory.mktemp("trained_slice_run") / "run"
+    data = ["--tiles", str(slice_tiling.tiles), "--samples", str(slice_tiling.samples), "--out", str(out)]
+    fit = ["--image-size", "64", "--n-folds", "2", "--folds", "[0]", "--max-epochs", "2", "--lr", "0.001"]
+    assert main(["classify", "fit", *data, *fit, "--n-boot", "100", "--accelerator", "cpu"]) == 0
+    return out
+
+
 @pytest.fixture
 def make_slide(tmp_path: Path):
     """Write ``image`` as a slide ``{name}.tif`` (``.svs`` for the Aperio layout) and return its path.

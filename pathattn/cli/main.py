@@ -30,7 +30,10 @@ from pathattn import __version__
 from pathattn.cli.options import option_name, type_words, use_conventions
 from pathattn.errors import PathattnError
 
-COMMANDS = ("tile", "extract", "train", "predict", "heatmap", "explain", "evaluate", "report", "synth", "demo")
+COMMANDS = (
+    "tile", "extract", "train", "classify", "predict", "heatmap", "explain", "cams", "evaluate", "report", "synth",
+    "demo",
+)  # fmt: skip
 _PARSER_KEY = re.compile(r'^Parser key "([\w.]+)":')
 _BAD_VALUE = re.compile(r'^Parser key "([\w.]+)":.*?(?:Got value|Given value): (.*)$')
 _REQUIRED = re.compile(r"^the following arguments are required: (.*)$")

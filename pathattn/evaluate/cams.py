@@ -22,14 +22,18 @@ image's top-1 class is explained. The library puts the model in ``eval()`` mode.
 
 from __future__ import annotations
 
+import functools
 import os
+import types
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
+from unittest import mock
 
 import numpy as np
 import torch
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM
+import tqdm
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, ScoreCAM, score_cam
 from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
@@ -47,11 +51,20 @@ class SignCorrectedEigenCAM(EigenCAM):
         return get_2d_projection_with_sign_correction(activations)
 
 
+class QuietScoreCAM(ScoreCAM):
+    """Score-CAM without the library's per-image progress bar (it would flood the logs of a batch)."""
+
+    def get_cam_weights(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - the library's signature
+        quiet = types.SimpleNamespace(tqdm=functools.partial(tqdm.tqdm, disable=True))
+        with mock.patch.object(score_cam, "tqdm", quiet):
+            return super().get_cam_weights(*args, **kwargs)
+
+
 CAM_METHODS: Mapping[str, type[BaseCAM]] = {
     "gradcam": GradCAM,
     "gradcam++": GradCAMPlusPlus,
     "eigencam": SignCorrectedEigenCAM,
-    "scorecam": ScoreCAM,
+    "scorecam": QuietScoreCAM,
 }
 
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from timm.layers import SwiGLUPacked
 from torch import nn
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from pathattn.models.normalisation import IMAGENET_MEAN, IMAGENET_STD
+
 _USER_WEIGHTS = "You supply the weights file (gated model: accept its terms on the model page, then download it)."
 
 

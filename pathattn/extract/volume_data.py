@@ -5,17 +5,10 @@ A :class:`VolumePatches` is the read plan of one tiled volume (a coordinates fil
 (:func:`pathattn.volumes.prepare.prepare_volume`: RAS, resampled, preset-mapped, (C, I, J, K)), so the grid is the
 one the coordinates index, keeps only that volume (they are large), and cuts its rows from it:
 
-* **slices**, for 2-D encoders: row r is the plane at its index on the slice axis, in the radiological display
-  orientation (:func:`pathattn.volumes.display.display_plane`). The **channel rule**: a slice has
-  n = channels x (2 context + 1) planes, modality by modality (the tiling's ``channels``, in order) and,
-  within one, from the lowest index to the highest (k - context ... k + context; beyond the first or last
-  slice the edge slice is repeated). An encoder takes 3 channels: n = 1 is repeated (a, a, a); n = 2 (PET/CT,
-  or two sequences) becomes
-  (a, b, a); n = 3 is taken as RGB in that order (one modality with ``--context-slices 1``, or three modalities);
-  other counts are refused before extraction, naming ``--context-slices``. The planes are resized to the
-  encoder's input (``cv2.INTER_AREA`` when the plane is at least as large on both sides, else
-  ``cv2.INTER_LINEAR``; the whole plane, aspect not kept), clipped to [0, 1] and scaled to uint8 (x 255,
-  rounded), so that the device-side normalisation of images applies unchanged.
+* **slices**, for 2-D encoders: row r is the plane at its index on the slice axis, cut by
+  :mod:`pathattn.volumes.slices` (the channel rule: n = 1 planes repeated, 2 as (a, b, a), 3 as RGB; other
+  counts are refused before extraction, naming ``--context-slices``), as uint8 so that the device-side
+  normalisation of images applies unchanged.
 * **3-D patches**, for 3-D encoders: row r is ``image[:, i:i+Pi, j:j+Pj, k:k+Pk]``, (C, Pi, Pj, Pk) float32
   preset values on the RAS grid, never resized; the device normalises them as ``(x - 0.5) / 0.5``.
 """
@@ -28,68 +21,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import cv2
 import numpy as np
 import torch
 
 from pathattn.errors import PathattnError
 from pathattn.extract.encoders_3d import PRESETS_3D
 from pathattn.io.coords import PatchCoords, is_volume_attrs, read_coords
-from pathattn.volumes.display import display_plane
+from pathattn.volumes.slices import RGB_FROM, patch_block, slice_image, slice_planes
 
 if TYPE_CHECKING:
     from pathattn.extract.encoders import Encoder
     from pathattn.volumes.prepare import PrepareParams
 
-RGB_FROM: dict[int, tuple[int, int, int]] = {1: (0, 0, 0), 2: (0, 1, 0), 3: (0, 1, 2)}
-"""The channel rule: which of the n planes of a slice become R, G and B."""
 VOLUME_PRELOAD = ("pathattn.volumes.prepare",)
 """Modules the reading processes import before they fork, when a run has volumes (MONAI takes seconds)."""
-_STATISTICS_PRESETS = ("percentile", "zscore")  # presets whose mapping depends on the foreground
-
-
-def slice_planes(image: np.ndarray, axis: int, index: int, context: int) -> np.ndarray:
-    """The n planes of a 2.5-D slice in display orientation (module docstring: the channel rule).
-
-    Args:
-        image: (C, I, J, K) prepared volume.
-        axis: the slice axis (0, 1, 2).
-        index: the slice's index along it.
-        context: neighbours on each side (the edge slice is repeated beyond the volume).
-
-    Returns:
-        (C * (2 context + 1), H, W) float32, modality by modality, from the lowest index to the highest.
-    """
-    depth = image.shape[1 + axis]
-    picks = [min(max(index + offset, 0), depth - 1) for offset in range(-context, context + 1)]
-    return np.stack([display_plane(channel, axis, pick) for channel in image for pick in picks])
-
-
-def slice_image(planes: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """The planes of a slice as the encoder's uint8 RGB input.
-
-    Args:
-        planes: (n, H, W) with n in 1, 2, 3 (:data:`RGB_FROM`).
-        size: (height, width) of the encoder's input.
-
-    Returns:
-        (3, height, width) uint8: resized (area when shrinking on both sides, else bilinear), clipped to
-        [0, 1], times 255 and rounded.
-    """
-    n, rows, cols = planes.shape
-    height, width = (int(v) for v in size)
-    image = np.ascontiguousarray(planes.transpose(1, 2, 0), np.float32)
-    if (rows, cols) != (height, width):
-        interp = cv2.INTER_AREA if rows >= height and cols >= width else cv2.INTER_LINEAR
-        image = cv2.resize(image, (width, height), interpolation=interp).reshape(height, width, n)
-    uint8 = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return np.ascontiguousarray(uint8.transpose(2, 0, 1)[list(RGB_FROM[n])])
-
-
-def patch_block(image: np.ndarray, corner: Sequence[int], size: Sequence[int]) -> np.ndarray:
-    """The (C, Pi, Pj, Pk) float32 block of a 3-D patch whose lowest corner is voxel ``corner``."""
-    (i, j, k), (a, b, c) = (int(v) for v in corner), (int(v) for v in size)
-    return np.ascontiguousarray(image[:, i : i + a, j : j + b, k : k + c], np.float32)
 
 
 @dataclass(frozen=True)
@@ -154,7 +99,7 @@ class VolumePatches:
         from pathattn.volumes.presets import resolve_presets
 
         presets = resolve_presets(self.prepare.presets, self.modalities)
-        foreground = any(p.kind in _STATISTICS_PRESETS for p in presets)  # their statistics use the body only
+        foreground = any(p.uses_foreground for p in presets)  # their statistics use the body only
         volume = prepare_volume(self.paths, self.prepare, series=self.series, axis=self.axis, foreground=foreground)
         if volume.shape != self.shape:
             raise PathattnError(

@@ -8,7 +8,7 @@ Kept free of heavy imports (no torch, no Lightning) so that the command line can
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Task = Literal["classification", "survival"]
 Accelerator = Literal["auto", "cpu", "gpu", "cuda", "mps"]
@@ -48,3 +48,13 @@ class TrainerSettings:
     patience: int = 5
     monitor: str = "val/loss"
     monitor_mode: MonitorMode = "min"
+
+    @classmethod
+    def of(cls, options: Any) -> TrainerSettings:
+        """The settings of a command's options (``max_epochs``, ..., ``monitor``: a metric under ``val/``)."""
+        return cls(
+            max_epochs=options.max_epochs, accelerator=options.accelerator, devices=options.devices,
+            strategy=options.strategy, precision=options.precision, deterministic=options.deterministic,
+            patience=options.patience, monitor=f"val/{options.monitor}",
+            monitor_mode="min" if options.monitor == "loss" else "max",
+        )  # fmt: skip

@@ -103,6 +103,53 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, f
         }
 
 
+def binary_metrics(
+    y_true: np.ndarray, positive: np.ndarray, threshold: float = 0.5, calls: np.ndarray | None = None
+) -> dict[str, float]:
+    """Metrics of a binary classifier at an operating point (the image classifiers' slice-level report).
+
+    Args:
+        y_true: (N,) 0 or 1.
+        positive: (N,) probability of class 1.
+        threshold: an image is called positive when ``positive >= threshold``.
+        calls: (N,) 0 or 1 calls made elsewhere (e.g. each fold at its own threshold), used instead.
+
+    Returns:
+        ``auroc``, ``auprc`` (threshold-free; ``nan`` on one class), and at the threshold ``accuracy``,
+        ``sensitivity`` (recall of the positive images: the PET/CT paper's sensitivity on positive slices),
+        ``specificity`` and ``balanced_accuracy`` (``nan`` where a class is absent).
+    """
+    y = np.asarray(y_true).reshape(-1).astype(np.int64)
+    p = np.asarray(positive, np.float64).reshape(-1)
+    called = p >= threshold if calls is None else np.asarray(calls).reshape(-1).astype(bool)
+    sensitivity = float(called[y == 1].mean()) if (y == 1).any() else math.nan
+    specificity = float((~called[y == 0]).mean()) if (y == 0).any() else math.nan
+    ranked = np.unique(y).size == 2
+    return {
+        "auroc": float(roc_auc_score(y, p)) if ranked else math.nan,
+        "auprc": float(average_precision_score(y, p)) if ranked else math.nan,
+        "accuracy": float((called == (y == 1)).mean()) if y.size else math.nan,
+        "sensitivity": sensitivity,
+        "specificity": specificity,
+        "balanced_accuracy": (sensitivity + specificity) / 2,
+    }
+
+
+def youden_threshold(y_true: np.ndarray, positive: np.ndarray) -> float:
+    """The probability threshold that maximises Youden's J (sensitivity + specificity - 1); 0.5 on one class.
+
+    Among equally good thresholds the ROC curve's first (the highest) is taken.
+    """
+    from sklearn.metrics import roc_curve
+
+    y = np.asarray(y_true).reshape(-1)
+    if np.unique(y).size < 2:
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(y, np.asarray(positive, np.float64).reshape(-1))
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thresholds[best], 1.0))
+
+
 def _survival_arrays(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[np.ndarray, ...]:
     t = np.asarray(time, dtype=np.float64).reshape(-1)
     e = np.asarray(event).reshape(-1)
@@ -239,6 +286,23 @@ def resample_indices(n: int, n_boot: int, seed: int, stratify: np.ndarray | None
     return np.concatenate(parts, axis=1)
 
 
+def cluster_resamples(clusters: np.ndarray, n_boot: int, seed: int) -> list[np.ndarray]:
+    """Row indices of ``n_boot`` cluster-bootstrap resamples: clusters drawn with replacement, all their rows kept.
+
+    Args:
+        clusters: (N,) the cluster of each row (e.g. the patient of each slice).
+        n_boot: number of resamples.
+        seed: seed of ``numpy.random.default_rng``.
+
+    Returns:
+        ``n_boot`` index arrays (their lengths vary with the clusters drawn).
+    """
+    labels, members = np.unique(np.asarray(clusters).reshape(-1), return_inverse=True)
+    rows = [np.flatnonzero(members == c) for c in range(labels.size)]
+    rng = np.random.default_rng(seed)
+    return [np.concatenate([rows[c] for c in rng.integers(0, labels.size, labels.size)]) for _ in range(n_boot)]
+
+
 def bootstrap_metrics(
     metrics_fn: Callable[..., Mapping[str, float]],
     *arrays: np.ndarray,
@@ -246,6 +310,7 @@ def bootstrap_metrics(
     seed: int = 0,
     alpha: float = 0.05,
     stratify: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, BootstrapCI]:
     """Percentile bootstrap intervals of several metrics computed on the same resamples.
 
@@ -263,6 +328,8 @@ def bootstrap_metrics(
         alpha: 1 - confidence level (0.05 for 95 % intervals).
         stratify: optional group of each row, shape (N,), resampled within groups (pass ``y_true``
             to keep the class counts of every resample).
+        clusters: optional cluster of each row, shape (N,): whole clusters are resampled
+            (:func:`cluster_resamples`; e.g. patients, whose slices are not independent). Not with ``stratify``.
 
     Returns:
         ``{name: BootstrapCI}`` for every metric of ``metrics_fn``.
@@ -279,7 +346,12 @@ def bootstrap_metrics(
     values: dict[str, list[float]] = {name: [] for name in estimate}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # undefined resamples are counted, not warned about one by one
-        for index in resample_indices(n, n_boot, seed, stratify):
+        draws = (
+            resample_indices(n, n_boot, seed, stratify)
+            if clusters is None
+            else cluster_resamples(clusters, n_boot, seed)
+        )
+        for index in draws:
             try:
                 result = metrics_fn(*(a[index] for a in data))
             except ValueError:

@@ -16,10 +16,13 @@ command) trains into the same one; only global rank 0 creates, publishes or remo
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from pathattn.errors import PathattnError
 
+T = TypeVar("T")
 STAGING_SUFFIX = ".partial"
 REPLACED_SUFFIX = ".replaced"
 
@@ -70,3 +73,23 @@ def publish(staging: Path, out: Path) -> None:
 def discard(staging: Path) -> None:
     """Remove the staging folder of a run that failed or was interrupted."""
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def staged_run(out: Path, work: Callable[[Path], T | None]) -> T | None:
+    """Run ``work(staging)`` into a fresh staging folder and publish it to ``out`` (discarded if ``work`` fails).
+
+    Only global rank 0 creates, publishes or discards the folder; ``work`` returns None in the other processes of
+    a DDP run, whose result is then None too.
+    """
+    from pathattn.train.trainer import is_global_zero
+
+    staging = start(out) if is_global_zero() else staging_folder(out)
+    try:
+        result = work(staging)
+    except BaseException:
+        if is_global_zero():
+            discard(staging)
+        raise
+    if result is not None:
+        publish(staging, out)
+    return result

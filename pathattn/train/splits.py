@@ -170,7 +170,7 @@ def _survival_strata(table: Table, source: str) -> dict[str, str]:
     return parsed
 
 
-def _stratified_group_split(
+def stratified_group_split(
     index: np.ndarray, strata: np.ndarray, groups: np.ndarray, n_splits: int, seed: int
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
@@ -237,7 +237,7 @@ def make_splits(
         raise PathattnError(f"{source} has {len(by_patient)} patients, fewer than --n-folds {n_folds}; use fewer folds")
     n_inner = max(2, round(1 / val_fraction)) if val_fraction else 0
     folds = []
-    for k, (train, test) in enumerate(_stratified_group_split(np.arange(ids.size), strata, groups, n_folds, seed)):
+    for k, (train, test) in enumerate(stratified_group_split(np.arange(ids.size), strata, groups, n_folds, seed)):
         val = train[:0]
         if n_inner:
             if np.unique(groups[train]).size < n_inner:
@@ -245,7 +245,7 @@ def make_splits(
                     f"fold {k} has {np.unique(groups[train]).size} training patients, too few for "
                     f"--val-fraction {val_fraction}; use a larger --val-fraction or more patients"
                 )
-            train, val = _stratified_group_split(train, strata, groups, n_inner, seed)[0]
+            train, val = stratified_group_split(train, strata, groups, n_inner, seed)[0]
         folds.append(Fold(*(tuple(ids[np.sort(part)].tolist()) for part in (train, val, test))))
     splits = Splits(tuple(folds), patients, seed, n_folds, float(val_fraction), stratify)
     check_no_leakage(splits, patients)

@@ -49,6 +49,11 @@ class Preset:
     low: float = 0.0
     high: float = 1.0
 
+    @property
+    def uses_foreground(self) -> bool:
+        """Whether the mapping's statistics come from the foreground (``percentile``, ``zscore``)."""
+        return self.kind in ("percentile", "zscore")
+
 
 def _window(name: str, level: float, width: float) -> Preset:
     return Preset(name, "window", level - width / 2, level + width / 2)

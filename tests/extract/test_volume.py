@@ -16,10 +16,11 @@ from pathattn.errors import PathattnError
 from pathattn.extract.data import SlidePatches, batch_order
 from pathattn.extract.encoders import create_encoder
 from pathattn.extract.run import ExtractJob, extract_batch, find_coords
-from pathattn.extract.volume_data import VolumePatches, check_encoder, slice_image
+from pathattn.extract.volume_data import VolumePatches, check_encoder
 from pathattn.io.bags import read_bag
 from pathattn.io.coords import read_coords, write_coords
 from pathattn.io.manifest import read_manifest
+from pathattn.volumes.slices import slice_image
 
 LPS = np.diag([-1.0, -1.0, 3.0, 1.0])  # 1 x 1 x 3 mm voxels, i towards the patient's left, j posterior
 SHAPE = (48, 40, 12)

@@ -227,3 +227,31 @@ def test_to_json_safe_numpy():
         "b": 3,
         "c": [None, True],
     }
+
+
+def test_binary_metrics_at_an_operating_point() -> None:
+    from pathattn.train.metrics import binary_metrics, youden_threshold
+
+    y = np.array([0, 0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.6, 0.5, 0.9])
+    at_half = binary_metrics(y, p, 0.5)
+    assert at_half["sensitivity"] == 1.0 and at_half["specificity"] == pytest.approx(2 / 3)
+    assert at_half["accuracy"] == pytest.approx(4 / 5) and at_half["auroc"] == pytest.approx(5 / 6)
+    assert binary_metrics(y, p, calls=np.array([0, 0, 0, 0, 1]))["sensitivity"] == 0.5
+    assert youden_threshold(y, p) == 0.5  # J = 1 + 2/3 - 1 at 0.5, the best on the ROC curve
+    assert youden_threshold(np.zeros(3), p[:3]) == 0.5
+    assert np.isnan(binary_metrics(np.ones(2), np.array([0.2, 0.8]))["auroc"])
+
+
+def test_cluster_bootstrap_resamples_whole_patients() -> None:
+    from pathattn.train.metrics import bootstrap_metrics, cluster_resamples
+
+    clusters = np.array(["a", "a", "a", "b", "c", "c"])
+    for draw in cluster_resamples(clusters, 50, seed=1):
+        picked = clusters[draw]
+        for name in set(picked):  # every drawn patient comes with all its rows, as often as it was drawn
+            assert (picked == name).sum() % (clusters == name).sum() == 0
+    values = np.arange(6.0)
+    rows = bootstrap_metrics(lambda v: {"mean": float(v.mean())}, values, n_boot=200, clusters=clusters)["mean"]
+    naive = bootstrap_metrics(lambda v: {"mean": float(v.mean())}, values, n_boot=200)["mean"]
+    assert rows.estimate == naive.estimate == 2.5 and rows.n_boot == 200

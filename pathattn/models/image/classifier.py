@@ -48,6 +48,10 @@ class TimmClassifier(nn.Module):
         """Classify ``images`` (B, C, H, W)."""
         return ImageOutput(self.network(images))
 
+    def cam_layer(self) -> nn.Module:
+        """The module of the last feature map before the pooling (``layer4`` of a ResNet): the CAMs' target."""
+        return self.network.get_submodule(self.network.feature_info[-1]["module"])
+
 
 @register_model(family="image")
 def timm_classifier(**kwargs: Any) -> TimmClassifier:

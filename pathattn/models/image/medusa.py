@@ -180,6 +180,10 @@ class MEDUSA(nn.Module):
             x = x + x * gate
         return ImageOutput(self.classifier(x.mean(dim=(2, 3))), maps)
 
+    def cam_layer(self) -> nn.Module:
+        """The backbone's last stage, whose features are pooled and classified: the CAMs' target."""
+        return list(self.backbone.values())[-1]
+
 
 @register_model(family="image")
 def medusa(**kwargs: Any) -> MEDUSA:

@@ -149,8 +149,4 @@ class TrainConfig:
     @property
     def trainer_settings(self) -> TrainerSettings:
         """What :func:`pathattn.train.trainer.build_trainer` needs of these options."""
-        return TrainerSettings(
-            max_epochs=self.max_epochs, accelerator=self.accelerator, devices=self.devices, strategy=self.strategy,
-            precision=self.precision, deterministic=self.deterministic, patience=self.patience,
-            monitor=f"val/{self.monitor}", monitor_mode="min" if self.monitor == "loss" else "max",
-        )  # fmt: skip
+        return TrainerSettings.of(self)

@@ -234,16 +234,7 @@ def train_cv(cfg: TrainConfig) -> dict[str, Any] | None:
     splits = load_splits(cfg.splits, table, str(cfg.samples)) if cfg.splits else make_splits(
         table, cfg.n_folds, cfg.seed, val_fraction=cfg.val_fraction, task=cfg.task, source=str(cfg.samples)
     )  # fmt: skip
-    staging = rundir.start(cfg.out) if is_global_zero() else rundir.staging_folder(cfg.out)
-    try:
-        result = _cross_validate(cfg, replace(cfg, out=staging), splits, cohort)
-    except BaseException:
-        if is_global_zero():
-            rundir.discard(staging)
-        raise
-    if result is not None:
-        rundir.publish(staging, cfg.out)
-    return result
+    return rundir.staged_run(cfg.out, lambda staging: _cross_validate(cfg, replace(cfg, out=staging), splits, cohort))
 
 
 def _cross_validate(cfg: TrainConfig, staged: TrainConfig, splits: Splits, cohort: Cohort) -> dict[str, Any] | None:

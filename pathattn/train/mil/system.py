@@ -19,6 +19,7 @@ from torch import nn
 
 from pathattn.errors import PathattnError
 from pathattn.train.config import Task
+from pathattn.train.gather import gather_outputs
 from pathattn.train.mil.config import FeatureNorm, SurvivalLoss
 
 
@@ -217,7 +218,7 @@ class MILSystem(L.LightningModule):
         outputs, self._outputs[stage] = self._outputs[stage], []
         if not outputs or self.trainer.sanity_checking:
             return
-        joined = self._gather({k: torch.cat([o[k] for o in outputs]) for k in outputs[0]})
+        joined = gather_outputs(self, {k: torch.cat([o[k] for o in outputs]) for k in outputs[0]})
         if self.hparams.task == "classification":
             if len(np.unique(joined["label"])) < 2:
                 return  # AUROC is undefined on one class
@@ -226,22 +227,3 @@ class MILSystem(L.LightningModule):
             metrics = survival_metrics(joined["time"], joined["event"], joined["scores"][:, 0])
         for name, value in metrics.items():  # the same on every process; synced only to keep Lightning quiet
             self.log(f"{stage}/{name}", float(value), sync_dist=True)
-
-    def _gather(self, outputs: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-        """The outputs of every process, each bag once, in dataset order.
-
-        Under DDP each process evaluates a shard of the bags, padded by Lightning's ``DistributedSampler`` to
-        equal sizes with repeated bags; the shards are gathered to every process and the repeats dropped
-        (by ``index``), so every process computes the metrics of the whole set.
-
-        Args:
-            outputs: this process's ``scores`` (n, C) and ``label``, ``time``, ``event``, ``index`` (n,).
-
-        Returns:
-            The same keys over the whole set, as numpy arrays sorted by ``index``.
-        """
-        if self.trainer.world_size > 1:
-            outputs = {k: v.flatten(0, 1) for k, v in self.all_gather(outputs).items()}
-        arrays = {k: v.cpu().numpy() for k, v in outputs.items()}
-        _, first = np.unique(arrays["index"], return_index=True)
-        return {k: v[first] for k, v in arrays.items()}
