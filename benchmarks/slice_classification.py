@@ -31,6 +31,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CAM_METHODS = ("gradcam", "gradcam++", "eigencam", "scorecam")
+RUNS = {  # name: model, channels, split
+    "resnet18_pet_patient": ("timm_classifier", ["PET"], "patient"),
+    "resnet18_pet_slice": ("timm_classifier", ["PET"], "slice"),
+    "resnet18_petct_patient": ("timm_classifier", ["PET", "CT"], "patient"),
+    "resnet18_petct_slice": ("timm_classifier", ["PET", "CT"], "slice"),
+    "medusa_pet": ("medusa", ["PET"], "patient"),
+    "medusa_isolated_pet": ("medusa_isolated", ["PET"], "patient"),
+}
 
 
 def pathattn(args: list[object], done: Path) -> None:
@@ -58,27 +66,17 @@ def fit(work: Path, name: str, model: str, split: str, args: argparse.Namespace,
     return out
 
 
-def wsol(work: Path, run: Path, fold: int, methods: list[str]) -> dict[str, dict[str, float]]:
-    """CAMs (and own maps) of a run's fold on its held-out patients, each method scored by ``evaluate wsol``."""
-    cams = work / "cams" / f"{run.name}_fold{fold}"
+def wsol(work: Path, run: Path, fold: int, methods: list[str], stage: int) -> dict[str, dict[str, float]]:
+    """CAMs on feature stage ``stage`` (and own maps) of a run's fold on its held-out patients, scored by WSOL."""
+    cams = work / "cams" / f"{run.name}_fold{fold}_stage{stage}"
     pathattn(["cams", "--run", run, "--fold", fold, "--tiles", work / "tiles", "--samples",
-              work / "cohort" / "samples.csv", "--out", cams, "--methods", json.dumps(methods)],
+              work / "cohort" / "samples.csv", "--out", cams, "--methods", json.dumps(methods), "--cam-stage", stage],
              cams / "cams.json")  # fmt: skip
-    written = json.loads((cams / "cams.json").read_text())["methods"]
-    uniform = cams / "maps" / "uniform"
-    uniform.mkdir(exist_ok=True)
-    for image in json.loads((cams / "cams.json").read_text())["images"]:
-        shape = np.load(cams / "maps" / written[0] / f"{image}.npy").shape
-        np.save(uniform / f"{image}.npy", np.ones(shape, np.float32))
-    table = {}
-    for method in [*written, "uniform"]:
-        out = work / "wsol" / f"{run.name}_fold{fold}" / method
-        pathattn(["evaluate", "wsol", "--maps", cams / "maps" / method, "--masks", cams / "masks", "--boxes",
-                  cams / "boxes.csv", "--split", cams / "split.csv", "--classification", cams / "classification.csv",
-                  "--out", out], out / "metrics.json")  # fmt: skip
-        test = json.loads((out / "metrics.json").read_text())["methods"]["maps"]["test"]
-        table[method] = {"pxap": test["pxap"], "maxboxacc_v2": test.get("max_box_acc_v2", float("nan"))}
-    return table
+    out = work / "wsol" / cams.name
+    pathattn(["evaluate", "wsol", "--maps", cams, "--out", out], out / "metrics.json")
+    methods_scored = json.loads((out / "metrics.json").read_text())["methods"]
+    return {method: {"pxap": splits["test"]["pxap"], "maxboxacc_v2": splits["test"].get("max_box_acc_v2", np.nan)}
+            for method, splits in methods_scored.items()}  # fmt: skip
 
 
 def main() -> None:
@@ -92,6 +90,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--runs", nargs="+", choices=RUNS, default=list(RUNS), help="the runs to make (all)")
+    parser.add_argument("--cam-stages", type=int, nargs="+", default=[-1],
+                        help="feature stages the CAMs explain (-1: layer4, -2: layer3)")  # fmt: skip
     args = parser.parse_args()
     work = args.work
     cohort = work / "cohort"
@@ -99,16 +100,12 @@ def main() -> None:
               "--dicom-fraction", 0], cohort / "samples.csv")  # fmt: skip
     pathattn(["tile", "--config", ROOT / "configs/tile/volume_pet_axial.yaml", "--samples", cohort / "samples.csv",
               "--out", work / "tiles", "--workers", 2], work / "tiles" / "manifest.csv")  # fmt: skip
-    pet, pet_ct = ["--channels", "[PET]"], ["--channels", "[PET,CT]"]
     body = ["--model-args", json.dumps({"body_size": args.image_size})]
-    runs = {
-        "resnet18_pet_patient": fit(work, "resnet18_pet_patient", "timm_classifier", "patient", args, pet),
-        "resnet18_pet_slice": fit(work, "resnet18_pet_slice", "timm_classifier", "slice", args, pet),
-        "resnet18_petct_patient": fit(work, "resnet18_petct_patient", "timm_classifier", "patient", args, pet_ct),
-        "resnet18_petct_slice": fit(work, "resnet18_petct_slice", "timm_classifier", "slice", args, pet_ct),
-        "medusa_pet": fit(work, "medusa_pet", "medusa", "patient", args, [*pet, *body]),
-        "medusa_isolated_pet": fit(work, "medusa_isolated_pet", "medusa_isolated", "patient", args, pet),
-    }
+    runs = {}
+    for name in args.runs:
+        model, channels, split = RUNS[name]
+        extra = ["--channels", json.dumps(channels), *(body if model == "medusa" else [])]
+        runs[name] = fit(work, name, model, split, args, extra)
     print(f"\nslice classification ({args.n_patients} patients, {args.image_size} px, {args.epochs} epochs, folds "
           f"{args.folds} of {args.n_folds}); out-of-fold AUROC [95% patient-bootstrap CI]")  # fmt: skip
     for name, run in runs.items():
@@ -116,12 +113,14 @@ def main() -> None:
         print(f"  {name:<24} auroc {pooled['auroc']:.3f} [{pooled['auroc_ci_low']:.3f}, {pooled['auroc_ci_high']:.3f}]"
               f"  sensitivity {pooled['sensitivity']:.3f}  specificity {pooled['specificity']:.3f}")  # fmt: skip
     print("\nWSOL on held-out patients (test split of each fold's cams; mean over folds): PxAP, MaxBoxAccV2")
-    for name, methods in (("resnet18_pet_patient", list(CAM_METHODS)), ("medusa_pet", ["attention", "gradcam"])):
-        tables = [wsol(work, runs[name], fold, methods) for fold in args.folds]
-        for method in tables[0]:
-            pxap = np.nanmean([t[method]["pxap"] for t in tables])
-            box = np.nanmean([t[method]["maxboxacc_v2"] for t in tables])
-            print(f"  {name:<24} {method:<18} PxAP {pxap:.3f}  MaxBoxAccV2 {box:.3f}")
+    explained = {"resnet18_pet_patient": list(CAM_METHODS), "medusa_pet": ["attention", "gradcam"]}
+    for name, methods in explained.items():
+        for stage in args.cam_stages if name in runs else ():
+            tables = [wsol(work, runs[name], fold, methods, stage) for fold in args.folds]
+            for method in tables[0]:
+                pxap = np.nanmean([t[method]["pxap"] for t in tables])
+                box = np.nanmean([t[method]["maxboxacc_v2"] for t in tables])
+                print(f"  {name:<24} stage {stage:>2} {method:<18} PxAP {pxap:.3f}  MaxBoxAccV2 {box:.3f}")
 
 
 if __name__ == "__main__":

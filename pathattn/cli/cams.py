@@ -35,6 +35,10 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
                    help="share of the patients whose images calibrate the WSOL thresholds")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
     p.add_argument("--batch-size", type=int, default=16, help="images per pass")
+    p.add_argument("--cam-stage", type=int, default=-1,
+                   help="feature stage the CAMs explain: -1 the last (layer4 of a ResNet), -2 the one before "
+                        "(layer3, twice the resolution), ...")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace the maps already in --out")
     subcommands.add_subcommand("cams", p, help=HELP)
 
 
@@ -68,7 +72,8 @@ def run(cfg: Namespace) -> int:
     from pathattn.evaluate.cam_maps import CamJob, write_cams
 
     test_ids = _resolve_run(cfg)
-    job = CamJob(Path(cfg.out), tuple(cfg.methods), cfg.all_images, cfg.calibration_fraction, cfg.seed, cfg.batch_size)
+    job = CamJob(Path(cfg.out), tuple(cfg.methods), cfg.all_images, cfg.calibration_fraction, cfg.seed, cfg.batch_size,
+                 cfg.cam_stage, cfg.overwrite)  # fmt: skip
     model, images = load_classifier_inputs(cfg, with_masks=True)
     if test_ids is not None:
         images = images.select(test_ids)

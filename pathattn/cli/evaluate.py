@@ -63,13 +63,15 @@ def _add_slides(p: ArgumentParser) -> None:
     p.add_argument("--smooth-um", type=float, default=[0.0], nargs="+",
                    help="slides: Gaussian sigmas (µm) of raster smoothing to choose from (0: none)")  # fmt: skip
     p.add_argument("--baselines", type=str | None, default=None, nargs="*",
-                   help="slides: uniform and/or few_shot (default: uniform, and few_shot with --features)")  # fmt: skip
+                   help="uniform and/or few_shot (default: uniform, plus few_shot with --features)")  # fmt: skip
     p.add_argument("--positive-fraction", type=float | None, default=None,
                    help="volumes: a slice or patch is positive above this lesion fraction (default 0)")  # fmt: skip
 
 
 def _add_images(p: ArgumentParser) -> None:
-    p.add_argument("--maps", type=str | None, default=None, help="images: folder of {image_id}.npy score maps")
+    p.add_argument("--maps", type=str | None, default=None,
+                   help="images: folder of {image_id}.npy score maps, or of one such folder per method, or the "
+                        "output folder of 'pathattn cams' (its maps/ and truth files)")  # fmt: skip
     p.add_argument("--boxes", type=str | None, default=None, help="images: CSV image_id,x0,y0,x1,y1 (inclusive)")
     p.add_argument("--image-sizes", type=str | None, default=None,
                    help="images: CSV image_id,width,height, to scale the boxes to the maps")  # fmt: skip
@@ -194,14 +196,29 @@ def _volume_job(opts: Namespace) -> Any:
     )  # fmt: skip
 
 
+def _cams_folder(opts: Namespace) -> None:
+    """``--maps`` naming the output folder of ``pathattn cams``: its maps/, and its truth files where not given."""
+    folder = Path(opts.maps)
+    if not (folder / "cams.json").is_file():
+        return
+    opts.maps = str(folder / "maps")
+    written = {"masks": folder / "masks", "boxes": folder / "boxes.csv", "split": folder / "split.csv",
+               "classification": folder / "classification.csv"}  # fmt: skip
+    for option, path in written.items():
+        if getattr(opts, option) is None and path.exists():
+            setattr(opts, option, str(path))
+
+
 def _image_job(opts: Namespace) -> Any:
     from pathattn.evaluate.images import ImageWsolJob
 
+    _cams_folder(opts)
     return ImageWsolJob(
         Path(opts.maps), Path(opts.out), boxes=_path(opts.boxes), image_sizes=_path(opts.image_sizes),
         masks=_path(opts.masks), classification=_path(opts.classification), split=_path(opts.split),
         calibration_ids=_tuple(opts.calibration_ids), n_calibration=opts.n_calibration, seed=opts.seed,
         resize_maps=opts.resize_maps, mode=opts.mode, step=opts.step,
+        baselines=tuple(opts.baselines if opts.baselines is not None else ["uniform"]),
     )  # fmt: skip
 
 

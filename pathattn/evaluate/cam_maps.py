@@ -6,17 +6,17 @@ lesion mask: WSOL scores where a model looks on images of the class it detects) 
     OUT/maps/{method}/{image_id}.npy   (H, W) float32 in [0, 1] at the image's size, one folder per method
     OUT/masks/{image_id}.png           the image's lesion mask (255 inside), when the images have masks
     OUT/boxes.csv                      image_id, x0, y0, x1, y1: one inclusive box per connected lesion
-    OUT/split.csv                      image_id, split: calibration or test, drawn by patient (seeded)
+    OUT/split.csv                      image_id, split, patient_id: calibration or test, drawn by patient (seeded)
     OUT/classification.csv             image_id, correct: whether the classifier's call (argmax) is right
     OUT/images/{image_id}.png          the image as the network saw it (before normalisation), for galleries
     OUT/cams.json                      the settings, the methods and the images
 
 Methods: ``gradcam``, ``gradcam++``, ``eigencam`` (sign-corrected), ``scorecam`` through
 :func:`pathattn.evaluate.cams.compute_cams` on the model's :meth:`cam_layer` (the last feature map before the
-pooling), explaining the image's true class; and ``attention``: the model's own maps (MEDUSA's body and each
-gated stage, ``attention_body``, ``attention_stage{i}``), resized bilinearly to the image and min-max
-normalised like the CAMs. The lesion masks of volume slices come from the label volume recorded at tiling
-(:mod:`pathattn.volumes.slice_set`), so the evaluation needs no extra step::
+pooling; ``--cam-stage`` picks an earlier, finer one), explaining the image's true class; and ``attention``: the
+model's own maps (MEDUSA's body and each gated stage, ``attention_body``, ``attention_stage{i}``), resized
+bilinearly to the image and min-max normalised like the CAMs. The lesion masks of volume slices come from the
+label volume recorded at tiling (:mod:`pathattn.volumes.slice_set`), so the evaluation needs no extra step::
 
     pathattn evaluate wsol --maps OUT/maps/gradcam --masks OUT/masks --boxes OUT/boxes.csv --split OUT/split.csv \\
         --classification OUT/classification.csv --out WSOL
@@ -25,7 +25,7 @@ normalised like the CAMs. The lesion masks of volume slices come from the label 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -37,6 +37,7 @@ from torch.nn import functional as F
 from pathattn.errors import PathattnError
 from pathattn.evaluate.cams import CAM_METHODS, compute_cams, write_score_maps
 from pathattn.evaluate.wsol import normalize_map
+from pathattn.io import rundir
 from pathattn.io.image_set import ImageSet
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
@@ -59,6 +60,9 @@ class CamJob:
         calibration_fraction: share of the patients whose images calibrate the WSOL thresholds.
         seed: seed of that draw.
         batch_size: images per pass.
+        stage: the backbone's feature stage the CAMs explain (-1: the last, ``layer4`` of a ResNet; -2: the one
+            before, at twice the resolution).
+        overwrite: replace the maps already in ``out`` (else a folder that holds anything is refused).
     """
 
     out: Path
@@ -67,6 +71,8 @@ class CamJob:
     calibration_fraction: float = 0.2
     seed: int = 0
     batch_size: int = 16
+    stage: int = -1
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -113,9 +119,17 @@ def own_maps(model: TrainedImageClassifier, images: ImageSet, batch_size: int) -
     return {name: np.stack([normalize_map(m) for m in np.concatenate(v)]) for name, v in parts.items()}
 
 
-def cam_maps(model: TrainedImageClassifier, images: ImageSet, method: str, batch_size: int) -> np.ndarray:
-    """(N, H, W) CAMs of each image's true class."""
-    wrapped, layer = LogitsOf(model.network).eval(), model.network.cam_layer()
+def cam_maps(model: TrainedImageClassifier, images: ImageSet, method: str, job: CamJob) -> np.ndarray:
+    """(N, H, W) CAMs of each image's true class on feature stage ``job.stage``.
+
+    Raises:
+        PathattnError: the network has no such stage.
+    """
+    try:
+        layer = model.network.cam_layer(job.stage)
+    except ValueError as err:
+        raise PathattnError(f"--cam-stage: {err}") from None
+    wrapped, batch_size = LogitsOf(model.network).eval(), job.batch_size
     parts = []
     for s in range(0, len(images), batch_size):
         batch = model.normalise(images.images[s : s + batch_size], images.centres[s : s + batch_size])
@@ -131,7 +145,7 @@ def patient_split(images: ImageSet, fraction: float, seed: int) -> list[dict[str
         raise PathattnError("the explained images come from one patient; WSOL needs calibration and test patients")
     n = min(max(1, round(fraction * len(patients))), len(patients) - 1)
     calibration = set(np.random.default_rng(seed).permutation(patients)[:n].tolist())
-    return [{"image_id": i, "split": "calibration" if p in calibration else "test"}
+    return [{"image_id": i, "split": "calibration" if p in calibration else "test", "patient_id": p}
             for i, p in zip(images.ids, images.patients, strict=True)]  # fmt: skip
 
 
@@ -158,7 +172,16 @@ def write_truth(images: ImageSet, out: Path) -> None:
 
 
 def write_cams(model: TrainedImageClassifier, images: ImageSet, job: CamJob) -> dict[str, object]:
-    """Explain the chosen images with every method and write the run (module docstring); return ``cams.json``."""
+    """Explain the chosen images with every method and write the run (module docstring); return ``cams.json``.
+
+    The run is made in a staging folder and moves to ``job.out`` when it has finished (:mod:`pathattn.io.rundir`),
+    so the folder never mixes the maps of two runs.
+    """
+    rundir.check_out(job.out, job.overwrite)
+    return rundir.staged_run(job.out, lambda staging: _write_cams(model, images, replace(job, out=staging)))
+
+
+def _write_cams(model: TrainedImageClassifier, images: ImageSet, job: CamJob) -> dict[str, object]:
     chosen = chosen_images(images, model.class_names, job.all_images)
     methods = job.methods or (*CAM_METHODS, *(["attention"] if has_own_maps(model, chosen) else []))
     if "attention" in methods and not has_own_maps(model, chosen):
@@ -168,7 +191,7 @@ def write_cams(model: TrainedImageClassifier, images: ImageSet, job: CamJob) -> 
     written: list[str] = []
     for method in methods:
         maps = (own_maps(model, chosen, job.batch_size) if method == "attention"
-                else {method: cam_maps(model, chosen, method, job.batch_size)})  # fmt: skip
+                else {method: cam_maps(model, chosen, method, job)})  # fmt: skip
         for name, values in maps.items():
             write_score_maps(job.out / "maps" / name, chosen.ids, values)
             written.append(name)
@@ -179,6 +202,7 @@ def write_cams(model: TrainedImageClassifier, images: ImageSet, job: CamJob) -> 
     correct = [{"image_id": i, "correct": int(ok)} for i, ok in pairs]
     write_csv(job.out / "classification.csv", correct)
     summary = {"model": model.name, "methods": written, "n_images": len(chosen), "image_size": list(chosen.size),
-               "all_images": job.all_images, "masks": chosen.masks is not None, "images": list(chosen.ids)}  # fmt: skip
+               "cam_stage": job.stage, "all_images": job.all_images, "masks": chosen.masks is not None,
+               "images": list(chosen.ids)}  # fmt: skip
     write_json(job.out / "cams.json", summary)
     return summary

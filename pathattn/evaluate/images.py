@@ -219,6 +219,7 @@ class ImageWsolJob:
         resize_maps: resize maps to their masks instead of refusing other sizes.
         mode: metric conventions.
         step: threshold step.
+        baselines: baselines scored beside the maps at their sizes (``uniform``: a constant map).
     """
 
     maps: Path
@@ -234,10 +235,35 @@ class ImageWsolJob:
     resize_maps: bool = False
     mode: wsol.Mode = "default"
     step: float = 0.001
+    baselines: tuple[str, ...] = ("uniform",)
+
+    def __post_init__(self) -> None:
+        unknown = [b for b in self.baselines if b != "uniform"]
+        if unknown:
+            raise PathattnError(f"--baselines {unknown[0]}: images have the uniform baseline only (few_shot needs "
+                                "patch features of slides or volumes)")  # fmt: skip
 
 
-def image_splits(ids: list[str], job: ImageWsolJob) -> dict[str, list[str]]:
-    """The calibration and test images (by the split file, the named images, or a seeded draw).
+def map_folders(maps: Path) -> dict[str, Path]:
+    """Method name to its folder of ``{image_id}.npy`` maps: ``maps`` itself (the method ``maps``), or each of its
+    subfolders that holds maps (``pathattn cams``' ``maps/``: one folder per method).
+
+    Raises:
+        PathattnError: the folder is missing or holds no maps.
+    """
+    if not maps.is_dir():
+        raise PathattnError(f"--maps folder not found: {maps}; pass a folder of {{image_id}}.npy score maps")
+    if any(maps.glob("*.npy")):
+        return {"maps": maps}
+    folders = {p.name: p for p in sorted(maps.iterdir()) if p.is_dir() and any(p.glob("*.npy"))}
+    if not folders:
+        raise PathattnError(f"--maps {maps} holds no {{image_id}}.npy score maps, nor folders of them (one per "
+                            "method, as 'pathattn cams' writes)")  # fmt: skip
+    return folders
+
+
+def image_splits(ids: list[str], job: ImageWsolJob, folder: Path) -> dict[str, list[str]]:
+    """The calibration and test images (by the split file, the named images, or a seeded draw) of ``folder``.
 
     Raises:
         PathattnError: an unknown split name or image, or an empty split.
@@ -255,35 +281,63 @@ def image_splits(ids: list[str], job: ImageWsolJob) -> dict[str, list[str]]:
         splits = {"calibration": sorted(set(chosen)), "test": sorted(set(ids) - set(chosen))}
     missing = sorted(set(splits["calibration"] + splits["test"]) - set(ids))
     if missing:
-        raise PathattnError(f"no score map in {job.maps} for image(s) {missing[:5]}")
+        raise PathattnError(f"no score map in {folder} for image(s) {missing[:5]}")
     if not (splits["calibration"] and splits["test"]):
         raise PathattnError("both the calibration and the test split need images")
     return splits
 
 
-def run_image_wsol(job: ImageWsolJob) -> dict[str, Any]:
-    """Calibrate the thresholds on the calibration images, score the test images, write the outputs.
+class UniformMaps(ScoreMaps):
+    """The uniform baseline: the same score everywhere (normalised: zeros), at each image's mask or map size."""
+
+    def __getitem__(self, image_id: str) -> np.ndarray:
+        truth = self.samples[image_id].truth
+        return np.zeros(truth.shape if truth is not None else map_shape(self.folder / f"{image_id}.npy"))
+
+
+def score_method(
+    folder: Path, job: ImageWsolJob, truth: ImageTruth, uniform: bool = False
+) -> tuple[MethodResult, dict]:
+    """One method's maps (or, ``uniform``, the baseline at their sizes) scored on both splits; and the splits.
 
     Raises:
         PathattnError: bad inputs (module docstring).
     """
-    if not job.maps.is_dir():
-        raise PathattnError(f"--maps folder not found: {job.maps}; pass a folder of {{image_id}}.npy score maps")
-    ids = sorted(p.stem for p in job.maps.glob("*.npy"))
-    truth = read_truth(job.boxes, job.image_sizes, job.masks, job.classification)
-    splits = image_splits(ids, job)
+    splits = image_splits(sorted(p.stem for p in folder.glob("*.npy")), job, folder)
     thresholds = wsol.threshold_grid(job.step)
     scores = {}
     for name, members in splits.items():
-        samples = {i: image_sample(i, job.maps, truth, job.resize_maps, job.mode) for i in members}
-        maps = ScoreMaps(job.maps, samples, job.resize_maps, job.mode)
+        samples = {i: image_sample(i, folder, truth, job.resize_maps, job.mode) for i in members}
+        maps = (UniformMaps if uniform else ScoreMaps)(folder, samples, job.resize_maps, job.mode)
         try:
             scores[name] = protocol.score_split(maps, samples, thresholds, job.mode)
         except ValueError as err:
             raise PathattnError(str(err)) from None
-    result = MethodResult(scores["calibration"], scores["test"], protocol.operating_point(scores["calibration"]))
-    summary, per_image = method_rows("maps", result, splits, id_column="image_id")
+    operating = protocol.operating_point(scores["calibration"])
+    return MethodResult(scores["calibration"], scores["test"], operating), splits
+
+
+def run_image_wsol(job: ImageWsolJob) -> dict[str, Any]:
+    """Calibrate each method's thresholds on the calibration images, score the test images, write the outputs.
+
+    Raises:
+        PathattnError: bad inputs (module docstring).
+    """
+    folders = map_folders(job.maps)
+    clash = sorted(set(folders) & set(job.baselines))
+    if clash:
+        raise PathattnError(f"--maps {job.maps} has a folder named {clash[0]}, a baseline's name; rename the folder "
+                            "or leave the baseline out with --baselines")  # fmt: skip
+    truth = read_truth(job.boxes, job.image_sizes, job.masks, job.classification)
+    results, summary, per_image, splits = {}, [], [], {}
+    jobs = [(name, folder, False) for name, folder in folders.items()]
+    jobs += [(name, next(iter(folders.values())), True) for name in job.baselines]
+    for name, folder, uniform in jobs:
+        results[name], splits = score_method(folder, job, truth, uniform)
+        rows, images = method_rows(name, results[name], splits, id_column="image_id")
+        summary += rows
+        per_image += images
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(job).items()}
     metrics = {"settings": settings, "splits": splits, "methods": methods_block(summary)}
-    write_outputs(job.out, metrics, summary, ("per_image.csv", per_image), result_panels({"maps": result}))
+    write_outputs(job.out, metrics, summary, ("per_image.csv", per_image), result_panels(results))
     return metrics

@@ -78,6 +78,16 @@ def _fold_curves(
             pr_ax.plot(recall, precision, color=color, alpha=0.25, lw=0.8, drawstyle="steps-post")
 
 
+def _finish_roc_pr(roc_ax: Axes, pr_ax: Axes, roc_title: str, pr_title: str, legend_size: int) -> None:
+    """The chance diagonal, labels, limits and legends of a pair of ROC and precision-recall axes."""
+    roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title=roc_title)
+    pr_ax.set(xlabel="recall", ylabel="precision", title=pr_title)
+    for ax in (roc_ax, pr_ax):
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize=legend_size)
+
+
 def roc_pr_figure(
     labels: np.ndarray, probs: np.ndarray, folds: np.ndarray, classes: Sequence[str]
 ) -> tuple[str, dict[str, dict[str, float]]]:
@@ -120,12 +130,7 @@ def roc_pr_figure(
             label=f"{classes[c]} (AP {pooled[classes[c]]['auprc']:.3f})",
         )
         pr_ax.axhline(positive.mean(), color=color, lw=0.8, ls=":")
-    roc_ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-    roc_ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC (out of fold)")
-    pr_ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (dotted: prevalence)")
-    for ax in (roc_ax, pr_ax):
-        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
-        ax.legend(loc="lower right" if ax is roc_ax else "lower left", fontsize=8)
+    _finish_roc_pr(roc_ax, pr_ax, "ROC (out of fold)", "Precision-recall (dotted: prevalence)", 8)
     return figure_uri(fig), pooled
 
 
@@ -162,4 +167,59 @@ def km_figure(time: np.ndarray, event: np.ndarray, high: np.ndarray, p_value: fl
     title = f"log-rank p = {p_value:.3g}" if np.isfinite(p_value) else "log-rank test not computable"
     ax.set(xlabel="time", ylabel="survival probability", ylim=(-0.02, 1.02), title=title)
     ax.legend(loc="lower left", fontsize=8)
+    return figure_uri(fig)
+
+
+def runs_roc_pr_figure(runs: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
+    """ROC and precision-recall curves of several binary classifiers on one pair of axes.
+
+    Args:
+        runs: name to (labels (N,) in {0, 1}, scores (N,) of the positive class), each pooled out of fold.
+
+    Returns:
+        The figure as a PNG data URI.
+    """
+    fig = Figure(figsize=(10, 4.2))
+    roc_ax, pr_ax = fig.subplots(1, 2)
+    for i, (name, (labels, scores)) in enumerate(runs.items()):
+        if not 0 < labels.sum() < len(labels):
+            continue
+        color = _COLORS(i % 10)
+        fpr, tpr, _ = roc_curve(labels, scores)
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        roc_ax.plot(fpr, tpr, color=color, lw=1.6, label=f"{name} (AUC {roc_auc_score(labels, scores):.3f})")
+        ap = average_precision_score(labels, scores)
+        pr_ax.plot(recall, precision, color=color, lw=1.6, drawstyle="steps-post", label=f"{name} (AP {ap:.3f})")
+    _finish_roc_pr(roc_ax, pr_ax, "ROC (slices, out of fold)", "Precision-recall (slices, out of fold)", 7)
+    return figure_uri(fig)
+
+
+def map_gallery_figure(
+    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], maps: dict[str, Sequence[np.ndarray]]
+) -> str:
+    """A grid of images (rows) by score maps (columns), each map over its image with the lesion contour.
+
+    Args:
+        images: per row, (H, W, 3) uint8 RGB as the network saw it.
+        masks: per row, (H, W) bool lesion mask.
+        maps: method to its per-row (H, W) maps in [0, 1].
+
+    Returns:
+        The figure as a PNG data URI.
+    """
+    columns = ["image", *maps]
+    fig = Figure(figsize=(1.7 * len(columns), 1.8 * len(images)))
+    axes = np.asarray(fig.subplots(len(images), len(columns), squeeze=False))
+    for row, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        for col, name in enumerate(columns):
+            ax = axes[row, col]
+            ax.imshow(image, interpolation="nearest")
+            if name != "image":
+                ax.imshow(maps[name][row], cmap="jet", alpha=0.5, vmin=0, vmax=1, interpolation="bilinear")
+            if mask.any():
+                ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=1.0)
+            ax.set_axis_off()
+            if row == 0:
+                ax.set_title(name, fontsize=8)
+    fig.subplots_adjust(wspace=0.03, hspace=0.03)
     return figure_uri(fig)

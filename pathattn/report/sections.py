@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pathattn.errors import PathattnError
+from pathattn.report.classify_section import cams_section, classify_section
 from pathattn.report.common import Section, cell, fmt, prediction_text, slide_score
 from pathattn.report.figures import image_uri, km_figure, roc_pr_figure
 from pathattn.report.inputs import COMMANDS, ReportInputs, numbers, read_rows
@@ -346,6 +347,8 @@ SECTIONS: list[Callable[[ReportInputs], Section | None]] = [
     volume_section,
     explain_section,
     wsol_section,
+    classify_section,
+    cams_section,
     stages_section,
 ]
 

@@ -2,7 +2,9 @@
 
 Two studies, each a cohort and a study config run by the same workflow: **slides** (``pathattn synth wsi``
 into ``OUT/cohort``, ``workflows/demo/config.yaml``) and **volumes** (``pathattn synth volume`` into
-``OUT/volume_cohort``, ``workflows/demo_volumes/config.yaml``: PET/CT axial slices, ``kind: volumes``).
+``OUT/volume_cohort``, ``workflows/demo_volumes/config.yaml``: PET/CT axial slices, ``kind: volumes``, with
+attention-MIL over each study's slices and, beside it, slice classifiers (ResNet-18 by patient and by slice,
+MEDUSA) whose CAMs and maps are scored against the lesions).
 The workflow (``snakemake/Snakefile`` with the study's config and the local profile) runs with ``OUT`` as its
 working directory, so the results land in ``OUT/results/<study>`` and Snakemake's state in ``OUT/.snakemake``.
 Every step is a command (``pathattn synth``, ``snakemake``) run beside this Python, and every step resumes: run

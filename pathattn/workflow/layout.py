@@ -11,12 +11,16 @@ finds the report) all take their paths from here::
     DIR/predict/      'pathattn predict': predictions.csv, attention/{slide_id}.h5
     DIR/heatmaps/     'pathattn heatmap': {slide_id}_heatmap.png, {slide_id}_heatmap.geojson, {slide_id}_top{k}.geojson
     DIR/explain/      'pathattn explain': summary.csv, cohort.json, slides/{slide_id}.json, figures/
-    DIR/evaluate/     'pathattn evaluate wsol': metrics.json, summary.csv, pr_curves.png
+    DIR/evaluate/     'pathattn evaluate wsol': metrics.json, summary.csv, pr_curves.png; of the CAMs:
+                      cams/{run}/fold_{k}/metrics.json
+    DIR/classify/     'pathattn classify fit': {run}/metrics.json, predictions.csv, splits.json, fold_k/
+    DIR/cams/         'pathattn cams': {run}/fold_{k}/cams.json, maps/{method}/, masks/, images/, boxes.csv, ...
     DIR/report.html   'pathattn report'
     DIR/logs/<rule>/  one log per workflow job: {slide_id}.log or cohort.log
 
 A per-slide path takes the slide's id; its default :data:`SLIDE` is the literal Snakemake wildcard
-``{slide_id}``, so the same method gives a rule's file pattern and one slide's file. In a volume study
+``{slide_id}``, so the same method gives a rule's file pattern and one slide's file; the image classifiers'
+paths take a run name and a fold the same way (:data:`RUN`, :data:`FOLD`). In a volume study
 (``kind: volumes``) the volume id stands for the slide id, as in every ``pathattn`` command.
 """
 
@@ -26,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SLIDE = "{slide_id}"
+RUN = "{run}"
+FOLD = "{fold}"
 COHORT = "cohort"
 COMMANDS = {
     "tiles": "tile",
@@ -35,6 +41,8 @@ COMMANDS = {
     "heatmaps": "heatmap",
     "explain": "explain",
     "evaluate": "evaluate wsol",
+    "classify": "classify fit",
+    "cams": "cams",
 }
 STAGES = tuple(COMMANDS)
 KINDS = ("slides", "volumes")  # what a study's items are (the config key ``kind``)
@@ -164,6 +172,22 @@ class StudyLayout:
     def wsol_curves(self) -> Path:
         """Pixel precision-recall curves (``pathattn evaluate wsol``)."""
         return self.stage("evaluate") / "pr_curves.png"
+
+    def classify_run(self, run: str = RUN) -> Path:
+        """The folder of one image-classifier cross-validation (``pathattn classify fit --out``)."""
+        return self.stage("classify") / run
+
+    def classify_metrics(self, run: str = RUN) -> Path:
+        """The metrics of an image-classifier run, per fold and pooled (``pathattn classify fit``)."""
+        return self.classify_run(run) / "metrics.json"
+
+    def cams(self, run: str = RUN, fold: int | str = FOLD) -> Path:
+        """The CAMs and own maps of a run's fold on its held-out images (``pathattn cams --out``)."""
+        return self.stage("cams") / run / f"fold_{fold}"
+
+    def cams_wsol(self, run: str = RUN, fold: int | str = FOLD) -> Path:
+        """The localization of those maps, every method beside the uniform baseline (``pathattn evaluate wsol``)."""
+        return self.stage("evaluate") / "cams" / run / f"fold_{fold}"
 
     @property
     def report(self) -> Path:

@@ -7,15 +7,20 @@
 # {slide_id} holds it, as --slide-ids does in every pathattn command), tiling writes foreground/{id}.nii.gz
 # instead of tissue GeoJSON, there is no heatmap job, and evaluate scores the attention against the label
 # volumes (no annotations).
+#
+# Two kinds of models, each optional: attention-MIL over the tiles (`train`, with `extract`: features, training,
+# out-of-fold attention, heatmaps, explain, evaluate) and image classifiers on the slices of a volume tiling
+# (`classify.activate`: named cross-validation runs, then `cams.activate`: their maps scored against the lesions).
 
 import os
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
 from pathattn.errors import PathattnError
 from pathattn.io.samples import read_sample_sheet, read_table
-from pathattn.workflow.layout import COHORT, SLIDE, StudyLayout
+from pathattn.workflow.layout import COHORT, FOLD, RUN, SLIDE, StudyLayout
 
 # the columns that are not images in a volume sheet, as in pathattn.io.volume_samples (which imports torch)
 NOT_IMAGE_COLUMNS = ("slide_path", "label_path")
@@ -29,8 +34,15 @@ REPO = Path(workflow.basedir).parent
 LAYOUT = StudyLayout(Path(config.get("results") or f"results/{config['study']}"))
 KIND = config["kind"]  # slides or volumes
 VOLUMES = KIND == "volumes"
-HEATMAPS = not VOLUMES  # a volume's attention is drawn by the report (along the slice axis), not by pathattn heatmap
-TASK = config["train"]["task"]
+MIL = "train" in config  # attention-MIL over the tiles (extract → train → predict → ...)
+HEATMAPS = MIL and not VOLUMES  # a volume's attention is drawn by the report (along the slice axis)
+CLASSIFY = config["classify"]["activate"]  # image classifiers on the slices (classify → cams → their WSOL)
+if not (MIL or CLASSIFY):
+    raise WorkflowError(
+        "config: nothing to train; give train (with extract: attention-MIL over the tiles) and/or "
+        "classify.activate: true with classify.runs (image classifiers on the slices of a volume tiling)"
+    )
+TASK = config["train"]["task"] if MIL else "classification"
 TASK_COLUMNS = {"classification": ("label",), "survival": ("time", "event")}
 NUMERIC_COLUMNS = ("time", "event", "mpp")
 BATCH = config["batch"]  # tile, extract and heatmap: one job for the cohort instead of one per slide
@@ -192,15 +204,16 @@ if VOLUMES and config["annotations"]:
 ANNOTATIONS = config["annotations"] and data_path(config["annotations"], "annotations", "folder")
 LABELLED = VOLUMES and any(row.get("label_path") for row in read_table(SAMPLE_SHEET))  # the volumes' ground truth
 ANNOTATION_ARGS = f"--annotations {ANNOTATIONS}" if ANNOTATIONS else ""
-WEIGHTS = config["extract"]["weights"]  # an input of extract: Snakemake names it when missing
 TILE_CONFIG = stage_config("tile")
 TILE_THREADS = config["tile"]["threads"] if BATCH else 1  # a per-slide job tiles one slide
-EXTRACT_CONFIG = repo_file(config["extract"]["config"], "extract.config")
-TRAIN_CONFIGS = [repo_file(path, "train.configs") for path in config["train"]["configs"]]
+if MIL:
+    WEIGHTS = config["extract"]["weights"]  # an input of extract: Snakemake names it when missing
+    EXTRACT_CONFIG = repo_file(config["extract"]["config"], "extract.config")
+    TRAIN_CONFIGS = [repo_file(path, "train.configs") for path in config["train"]["configs"]]
 TOP_K = config["heatmap"]["top_k"]
-EXPLAIN = config["explain"]["activate"]
-EVALUATE = config["evaluate"]["activate"]
-EVALUABLE = LABELLED if VOLUMES else bool(ANNOTATIONS)  # a ground truth to score the attention against
+EXPLAIN = MIL and config["explain"]["activate"]
+EVALUATE = MIL and config["evaluate"]["activate"]
+EVALUABLE = MIL and (LABELLED if VOLUMES else bool(ANNOTATIONS))  # a ground truth to score the attention against
 if EVALUATE and not EVALUABLE:
     raise WorkflowError(
         "config key evaluate.activate: localization on volumes is scored against their label volumes; give them "
@@ -211,5 +224,58 @@ if EVALUATE and not EVALUABLE:
     )
 WSOL_CONFIG = stage_config("evaluate")
 
+
+def classify_runs():
+    """Run name → its ``classify fit`` config file, checked (an error naming the key when unusable)."""
+    if not VOLUMES:
+        raise WorkflowError(
+            "config key classify.activate: the workflow's image classifiers train on the slices of a volume study "
+            "(kind: volumes); for a folder of images run 'pathattn classify fit --images SHEET' (docs/classify.md)"
+        )
+    if not LABELLED:
+        raise WorkflowError(
+            "config key classify.activate: a slice's label comes from the label volume; give the studies' lesion "
+            "masks in a label_path column of the sample sheet"
+        )
+    runs = config["classify"]["runs"]
+    if not runs:
+        raise WorkflowError("config key classify.runs: name at least one run, e.g. resnet18: {config: "
+                            "configs/classify/resnet18_pet.yaml}")  # fmt: skip
+    return {name: repo_file(run["config"], f"classify.runs.{name}.config") for name, run in runs.items()}
+
+
+CLASSIFY_CONFIGS = classify_runs() if CLASSIFY else {}
+CAMS = config["cams"]["activate"]
+CAM_RUNS = config["cams"]["runs"] or list(CLASSIFY_CONFIGS)  # a list of names, or name → {extra}
+CAM_FOLDS = config["cams"]["folds"]
+if CAMS and not CLASSIFY:
+    raise WorkflowError("config key cams.activate: the maps explain the classify runs; set classify.activate: true")
+if CAMS and set(CAM_RUNS) - set(CLASSIFY_CONFIGS):
+    unknown = sorted(set(CAM_RUNS) - set(CLASSIFY_CONFIGS))[0]
+    raise WorkflowError(f"config key cams.runs: {unknown} is not a classify run; one of {', '.join(CLASSIFY_CONFIGS)}")
+
+
+def classify_extra(wildcards):
+    """A params function: the run's own extra options, then classify.extra."""
+    return f"{config['classify']['runs'][wildcards.run]['extra']} {config['classify']['extra']}".strip()
+
+
+def cams_extra(wildcards):
+    """A params function: cams.extra, then the run's own extra options (``cams.runs`` as a mapping)."""
+    own = CAM_RUNS[wildcards.run].get("extra", "") if isinstance(CAM_RUNS, dict) else ""
+    return f"{config['cams']['extra']} {own}".strip()
+
+
+def every_cam_evaluation():
+    """The localization metrics of every explained run and fold (``cams``' WSOL)."""
+    return [LAYOUT.cams_wsol(run, fold) / "metrics.json" for run in CAM_RUNS for fold in CAM_FOLDS] if CAMS else []
+
+
+def every_classify_run():
+    """The metrics of every classify run."""
+    return [LAYOUT.classify_metrics(run) for run in CLASSIFY_CONFIGS]
+
 wildcard_constraints:
     slide_id="[^/]+",
+    run="|".join(re.escape(run) for run in CLASSIFY_CONFIGS) or "(?!)",
+    fold="[0-9]+",

@@ -1,17 +1,20 @@
 # The study's HTML report (pathattn report): metrics, predictions, heatmaps and QC of the results folder, and
 # the counterfactual and localization sections when the study activates explain and evaluate (so that a new
 # explanation or evaluation makes the report again). A volume study's section is drawn from the attention, the
-# tiling and the images themselves (there are no heatmaps).
+# tiling and the images themselves (there are no heatmaps); the image classifiers' section from their runs, maps
+# and localization.
 
 
 rule report:
     input:
-        pictures=every_slide(LAYOUT.heatmap if HEATMAPS else LAYOUT.attention),
+        pictures=every_slide(LAYOUT.heatmap if HEATMAPS else LAYOUT.attention) if MIL else [],
         qc=every_slide(LAYOUT.qc),
-        metrics=LAYOUT.train_metrics,
-        predictions=LAYOUT.predictions,
+        metrics=LAYOUT.train_metrics if MIL else [],
+        predictions=LAYOUT.predictions if MIL else [],
         explain=LAYOUT.explain_summary if EXPLAIN else [],
         evaluate=LAYOUT.wsol_metrics if EVALUATE else [],
+        classify=every_classify_run(),
+        cams=every_cam_evaluation(),
         samples=SAMPLE_SHEET,
     output:
         html=report(LAYOUT.report, caption="../report/report.rst", category="Report"),

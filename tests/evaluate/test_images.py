@@ -46,6 +46,27 @@ def test_masks_with_ignore_regions(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "pr_curves.png").is_file() and (tmp_path / "out" / "per_image.csv").is_file()
 
 
+def test_one_folder_per_method_scored_beside_the_uniform_baseline(tmp_path: Path) -> None:
+    write_dataset(tmp_path)
+    (tmp_path / "maps" / "lit").mkdir()
+    (tmp_path / "maps" / "noise").mkdir()
+    for path in sorted((tmp_path / "maps").glob("*.npy")):
+        np.save(tmp_path / "maps" / "noise" / path.name, np.random.default_rng(len(path.name)).random((16, 16)))
+        path.rename(tmp_path / "maps" / "lit" / path.name)
+    methods = run_image_wsol(job(tmp_path))["methods"]
+    assert list(methods) == ["lit", "noise", "uniform"]
+    prevalence = 42 / (16 * 16 - (8 * 9 - 42))  # the 6 x 7 square over the pixels outside its ignored ring
+    assert methods["uniform"]["test"]["pxap"] == pytest.approx(prevalence)
+    assert methods["lit"]["test"]["pxap"] > 0.9 > 0.4 > methods["noise"]["test"]["pxap"]
+    assert "uniform" not in run_image_wsol(job(tmp_path, baselines=()))["methods"]
+    (tmp_path / "maps" / "uniform").mkdir()
+    np.save(tmp_path / "maps" / "uniform" / "im0.npy", np.ones((16, 16)))
+    with pytest.raises(PathattnError, match="has a folder named uniform, a baseline's name"):
+        run_image_wsol(job(tmp_path))
+    with pytest.raises(PathattnError, match="images have the uniform baseline only"):
+        job(tmp_path, baselines=("few_shot",))
+
+
 def test_size_policy_error_or_explicit_resize(tmp_path: Path) -> None:
     write_dataset(tmp_path, map_size=8)
     with pytest.raises(PathattnError, match="map 8x8 but mask 16x16"):
@@ -62,7 +83,7 @@ def test_bad_maps_and_missing_truth(tmp_path: Path, capsys) -> None:
         run_image_wsol(job(tmp_path))
     run_image_wsol(job(tmp_path, mode="reference", resize_maps=True))  # normalize_scoremap: a NaN map is zeros
     with open(tmp_path / "out" / "per_image.csv") as f:
-        pxap = {row["image_id"]: float(row["pxap"]) for row in csv.DictReader(f)}
+        pxap = {row["image_id"]: float(row["pxap"]) for row in csv.DictReader(f) if row["method"] == "maps"}
     assert pxap["im3"] < 0.3 < 0.9 < min(v for k, v in pxap.items() if k != "im3")  # a constant map: prevalence
     (tmp_path / "boxes.csv").write_text("image_id,x0,y0,x1,y1\nim0,5,4,11,9\n")
     args = ["evaluate", "wsol", "--maps", str(tmp_path / "maps"), "--boxes", str(tmp_path / "boxes.csv")]

@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "snakemake" / "Snakefile"
 _JOB = re.compile(r"^(?:local)?rule (\w+):\n((?: {4}.*\n)*)", re.MULTILINE)
 _SLIDE = re.compile(r"wildcards: slide_id=(\S+)")
+RUN_FILES = ("metrics.json", "predictions.csv", "splits.json")  # of a classify run
 
 
 def _sheet_of(config: dict, root: Path, data: str) -> tuple[dict, Path, str]:
@@ -52,19 +53,27 @@ def study_config(tmp_path, preset):
     return write
 
 
-def _write_results(layout: StudyLayout, slide_ids: list[str], top_k: int, kind: str = "slides") -> None:
+def _write_results(
+    layout: StudyLayout, slide_ids: list[str], top_k: int, kind: str = "slides", config: dict | None = None
+) -> None:
     """Empty stand-ins for every output of a study (explain and evaluate included), each stage newer than the last.
 
     Without Snakemake's records of a run, only modification times decide what is out of date. A volume study
-    (``kind`` volumes) has foreground masks instead of tissue masks, and no heatmaps.
+    (``kind`` volumes) has foreground masks instead of tissue masks, and no heatmaps; with the study ``config``'s
+    classify and cams sections, the classifiers' runs, maps and their evaluations too.
     """
 
     def each(*paths):
         return [path(slide_id) for path in paths for slide_id in slide_ids]
 
     heatmaps = (layout.heatmap, layout.heatmap_geojson, functools.partial(layout.top_patches, top_k))
+    runs = list((config or {}).get("classify", {}).get("runs", {}))
+    cams = [(run, fold) for run in (config or {}).get("cams", {}).get("runs", []) for fold in config["cams"]["folds"]]
     stages = [
         each(layout.coords, functools.partial(layout.mask, kind), layout.qc),
+        [layout.classify_run(run) / name for run in runs for name in RUN_FILES],
+        [layout.cams(run, fold) / "cams.json" for run, fold in cams],
+        [layout.cams_wsol(run, fold) / name for run, fold in cams for name in ("metrics.json", "summary.csv")],
         each(layout.features),
         [layout.train_metrics, layout.train_predictions, layout.train_splits],
         [layout.predictions, *each(layout.attention)],
@@ -151,7 +160,7 @@ def volume_study(tmp_path, preset):
 
     def make(name: str, n_volumes: int = 4) -> Path:
         config, sheet, sep = _sheet_of(preset(name), tmp_path, "images")
-        survival = config["train"]["task"] == "survival"
+        survival = config.get("train", {}).get("task") == "survival"
         task = ["time", "event"] if survival else ["label"]
         lines = [sep.join(["volume_id", "patient_id", *task, "ct_path", "pet_path", "label_path"])]
         for k in range(n_volumes):
@@ -165,7 +174,7 @@ def volume_study(tmp_path, preset):
             values = [f"{10 + k}.5", str(k % 2)] if survival else [f"class{k // 2 % 2}"]
             lines.append(sep.join([f"v{k}", f"p{k // 2}", *values, *files]))
         sheet.write_text("\n".join(lines) + "\n")
-        if config["extract"].get("weights"):
+        if config.get("extract", {}).get("weights"):
             (tmp_path / config["extract"]["weights"]).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / config["extract"]["weights"]).touch()
         return tmp_path
@@ -189,13 +198,14 @@ def finished_study(study, study_config, preset):
 
 
 @pytest.fixture
-def finished_volume_study(volume_study, study_config):
+def finished_volume_study(volume_study, study_config, preset):
     """``finished_volume_study(batch)``: the volume demo study on 4 volumes with every output made (stand-ins,
     each newer than its inputs); its working folder and config (``batch`` set)."""
 
     def make(batch: bool) -> tuple[Path, Path]:
         cwd = volume_study("demo_volumes", n_volumes=4)
-        _write_results(StudyLayout(cwd / "results" / "demo_volumes"), [f"v{k}" for k in range(4)], 1, "volumes")
+        layout = StudyLayout(cwd / "results" / "demo_volumes")
+        _write_results(layout, [f"v{k}" for k in range(4)], 1, "volumes", preset("demo_volumes"))
         return cwd, study_config("demo_volumes", batch=batch)
 
     return make

@@ -18,10 +18,16 @@ RULES = ("tile", "extract", "train", "predict", "evaluate", "report")
 
 @pytest.fixture
 def tiny_volume_demo(tmp_path, preset):
-    """The volume demo preset with 2 folds of 2 epochs, without explain (which test_demo_workflow.py runs)."""
+    """The volume demo preset with 2 folds of 2 epochs, without explain (which test_demo_workflow.py runs); one
+    slice classifier of 1 epoch on 32 px slices, split by slice and without CAMs (4 patients are too few to split
+    by patient twice and leave too few lesion slices to score; tests/report/test_classify_section.py runs cams
+    and their evaluation as the rules call them)."""
     config = preset("demo_volumes")
     config["train"]["extra"] = "--n-folds 2 --max-epochs 2 --n-boot 20"
     config["explain"]["activate"] = False
+    config["classify"]["runs"] = {"resnet18_pet": config["classify"]["runs"]["resnet18_pet"]}
+    config["classify"]["extra"] = "--image-size 32 --n-folds 2 --folds '[0]' --split slice --max-epochs 1 --n-boot 20"
+    config["cams"]["activate"] = False
     path = tmp_path / "tiny_volumes.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -52,8 +58,9 @@ def test_volume_demo_runs_the_workflow_through_the_report(tmp_path, tiny_volume_
             (v, "done") for v in volumes
         ]
     assert layout.wsol_metrics.is_file() and layout.wsol_curves.is_file()
+    assert layout.classify_metrics("resnet18_pet").is_file() and layout.log("classify", "resnet18_pet").is_file()
     html = layout.report.read_text()
-    assert all(f'id="{section}"' in html for section in ("metrics", "volumes")), html[:2000]
+    assert all(f'id="{section}"' in html for section in ("metrics", "volumes", "classifiers")), html[:2000]
     assert f'id="volume-{volumes[0]}"' in html
     assert dry_run(out, "--configfile", tiny_volume_demo) == []  # finished: nothing to be done
 

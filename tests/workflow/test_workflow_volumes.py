@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 PRESETS = ("demo_volumes", "volume_classification")
 PER_VOLUME = ("tile", "extract")  # no heatmap job for volumes
 COHORT = {"train": 1, "predict": 1, "evaluate": 1, "report": 1, "all": 1}  # both presets activate evaluate
-ACTIVATED = {"demo_volumes": {"explain": 1}}
+ACTIVATED = {"demo_volumes": {"explain": 1, "classify": 3, "cams": 2, "evaluate_cams": 2}}
 MODES = pytest.mark.parametrize("batch", [False, True], ids=["per_volume", "batch"])
 VOLUMES = ["v0", "v1", "v2", "v3"]
 RERUN_COHORT = {("train", None), ("predict", None), ("explain", None), ("evaluate", None), ("report", None),
@@ -157,3 +157,72 @@ def test_bad_volume_sheet_fails_naming_line_and_column(volume_study, snakemake, 
     sheet.write_text(sheet.read_text() + row + "\n")
     result = snakemake(cwd, "--configfile", REPO / "workflows" / "demo_volumes" / "config.yaml", "-n")
     assert result.returncode != 0 and needle in result.stdout, result.stdout
+
+
+@MODES
+def test_the_slice_classification_preset_trains_classifiers_alone(volume_study, study_config, dry_run, batch):
+    cwd = volume_study("slice_classification", n_volumes=4)
+    jobs = dry_run(cwd, "--configfile", study_config("slice_classification", batch=batch))
+    # 6 runs; ResNet-18 and MEDUSA on PET explained on 5 folds each; no attention-MIL job
+    expected = {"tile": 1 if batch else 4, "classify": 6, "cams": 10, "evaluate_cams": 10, "report": 1, "all": 1}
+    assert Counter(rule for rule, _ in jobs) == expected
+
+
+def test_the_classifier_rules_call_the_cli(volume_study, snakemake):
+    cwd = volume_study("slice_classification", n_volumes=2)
+    config = REPO / "workflows" / "slice_classification" / "config.yaml"
+    result = snakemake(cwd, "--configfile", config, "-n", "-p", "--cores", 2)
+    assert result.returncode == 0, result.stdout
+    out, results = result.stdout, "results/slice_classification"
+    fits = [block for block in out.split("\n\n") if "rule classify:" in block]
+    sliced = next(block for block in fits if "run=resnet18_pet_slice_split" in block)
+    assert (f"pathattn classify fit --config {REPO}/configs/classify/resnet18_pet.yaml --tiles {results}/tiles "
+            f"--samples workflows/slice_classification/samples.tsv --out {results}/classify/resnet18_pet_slice_split "
+            "--overwrite --split slice") in sliced  # fmt: skip
+    assert f"{results}/tiles/coords/v1.h5" in sliced
+    cams = next(block for block in out.split("\n\n") if "rule cams:" in block and "run=medusa_pet, fold=3" in block)
+    assert (
+        f"pathattn cams --run {results}/classify/medusa_pet --fold 3 --tiles {results}/tiles --samples "
+        f"workflows/slice_classification/samples.tsv --out {results}/cams/medusa_pet/fold_3 --overwrite"
+    ) in cams
+    wsol = next(b for b in out.split("\n\n") if "rule evaluate_cams:" in b and "run=resnet18_pet, fold=0" in b)
+    assert (f"pathattn evaluate wsol --maps {results}/cams/resnet18_pet/fold_0 --out "
+            f"{results}/evaluate/cams/resnet18_pet/fold_0") in wsol  # fmt: skip
+    report = re.search(r"rule report:\n    input: (.*)\n", out).group(1).split(", ")
+    needed = {
+        f"{results}/classify/medusa_isolated_pet/metrics.json",
+        f"{results}/evaluate/cams/medusa_pet/fold_4/metrics.json",
+    }
+    assert needed <= set(report)
+    assert not any("/predict/" in path or "/train/" in path for path in report)
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"classify": {"activate": False}}, "config: nothing to train; give train (with extract"),
+        ({"cams": {"runs": ["resnet50"]}}, "config key cams.runs: resnet50 is not a classify run; one of medusa_iso"),
+        ({"classify": {"runs": {}}}, "config key classify.runs: name at least one run"),
+        ({"classify": {"runs": {"r": {"config": "configs/classify/none.yaml"}}}},
+         "config key classify.runs.r.config: file not found"),
+        ({"classify": {"runs": {"r": {}}}}, "config key classify.runs.r: 'config' is a required property"),
+        ({"train": {"configs": ["configs/model/abmil.yaml"]}}, "'extract' is a dependency of 'train'"),
+    ],
+)  # fmt: skip
+def test_bad_classifier_config_fails_naming_the_key(volume_study, study_config, snakemake, change, needle):
+    cwd = volume_study("slice_classification", n_volumes=2)
+    config = study_config("slice_classification", **change)
+    if change.get("classify", {}).get("activate") is False:  # cams explain the classifiers: off with them
+        config.write_text(config.read_text().replace("activate: true", "activate: false"))
+    result = snakemake(cwd, "--configfile", config, "-n")
+    assert result.returncode != 0 and needle in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout
+
+
+def test_classifiers_need_label_volumes(volume_study, snakemake):
+    cwd = volume_study("slice_classification", n_volumes=2)
+    sheet = cwd / "workflows" / "slice_classification" / "samples.tsv"
+    sheet.write_text("".join(line.rsplit("\t", 1)[0] + "\n" for line in sheet.read_text().splitlines()))
+    result = snakemake(cwd, "--configfile", REPO / "workflows" / "slice_classification" / "config.yaml", "-n")
+    assert result.returncode != 0, result.stdout
+    assert "config key classify.activate: a slice's label comes from the label volume" in result.stdout

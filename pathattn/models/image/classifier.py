@@ -27,6 +27,19 @@ class ImageOutput:
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def stage_module(feature_info: Any, stage: int) -> str:  # noqa: ANN401 - timm's FeatureInfo
+    """The dotted module name of feature stage ``stage`` (Python indexing: -1 the last) of a timm network.
+
+    Raises:
+        ValueError: no such stage.
+    """
+    n = len(feature_info)
+    if not -n <= stage < n:
+        names = ", ".join(f"{i - n} ({info['module']})" for i, info in enumerate(feature_info))
+        raise ValueError(f"feature stage {stage} out of range; the network's stages are {names}")
+    return feature_info[stage]["module"]
+
+
 class TimmClassifier(nn.Module):
     """Any timm model as an image classifier, seeded random init (load local weights separately).
 
@@ -48,9 +61,13 @@ class TimmClassifier(nn.Module):
         """Classify ``images`` (B, C, H, W)."""
         return ImageOutput(self.network(images))
 
-    def cam_layer(self) -> nn.Module:
-        """The module of the last feature map before the pooling (``layer4`` of a ResNet): the CAMs' target."""
-        return self.network.get_submodule(self.network.feature_info[-1]["module"])
+    def cam_layer(self, stage: int = -1) -> nn.Module:
+        """The CAMs' target: feature stage ``stage`` (-1: the last map before the pooling, ``layer4`` of a ResNet).
+
+        Raises:
+            ValueError: the network has no such stage.
+        """
+        return self.network.get_submodule(stage_module(self.network.feature_info, stage))
 
 
 @register_model(family="image")

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from pathattn.models.image.classifier import ImageOutput
+from pathattn.models.image.classifier import ImageOutput, stage_module
 from pathattn.registry import register_model
 
 Attention = Literal["body", "isolated", "none"]
@@ -180,9 +180,13 @@ class MEDUSA(nn.Module):
             x = x + x * gate
         return ImageOutput(self.classifier(x.mean(dim=(2, 3))), maps)
 
-    def cam_layer(self) -> nn.Module:
-        """The backbone's last stage, whose features are pooled and classified: the CAMs' target."""
-        return list(self.backbone.values())[-1]
+    def cam_layer(self, stage: int = -1) -> nn.Module:
+        """The CAMs' target: the backbone's feature stage ``stage`` (-1: the last one, pooled and classified).
+
+        Raises:
+            ValueError: the backbone has no such stage.
+        """
+        return self.backbone[stage_module(self.backbone.feature_info, stage).replace(".", "_")]
 
 
 @register_model(family="image")

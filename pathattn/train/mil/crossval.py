@@ -33,12 +33,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pathattn.errors import PathattnError
+from pathattn.io import rundir
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 from pathattn.registry import create_model, is_model, list_models, model_family
-from pathattn.train import rundir
+from pathattn.train.bootstrap import bootstrap_metrics, summarize_folds, with_ci
 from pathattn.train.config import Task
-from pathattn.train.metrics import bootstrap_metrics, classification_metrics, summarize_folds, survival_metrics, with_ci
+from pathattn.train.metrics import classification_metrics, survival_metrics
 from pathattn.train.mil.config import TrainConfig
 from pathattn.train.mil.data import (
     BagDataset,

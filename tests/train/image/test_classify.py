@@ -93,6 +93,22 @@ def test_cams_of_held_out_patients_are_scored_by_wsol(trained_slice_run: Path, s
     assert main([str(a) for a in wsol]) == 0
     metrics = json.loads((tmp_path / "wsol" / "metrics.json").read_text())
     assert 0 <= metrics["methods"]["maps"]["test"]["pxap"] <= 1
+    # the cams folder itself: every method beside the uniform baseline, with the truth files cams wrote
+    assert main(["evaluate", "wsol", "--maps", str(out), "--out", str(tmp_path / "all")]) == 0
+    methods = json.loads((tmp_path / "all" / "metrics.json").read_text())["methods"]
+    assert list(methods) == ["eigencam", "gradcam", "uniform"]
+    assert methods["gradcam"]["test"]["pxap"] == metrics["methods"]["maps"]["test"]["pxap"]
+
+
+def test_cams_on_an_earlier_stage(trained_slice_run: Path, slice_tiling, tmp_path: Path, capsys) -> None:
+    args = ["cams", "--run", trained_slice_run, "--fold", 0, "--tiles", slice_tiling.tiles, "--samples",
+            slice_tiling.samples, "--methods", "[gradcam]", "--calibration-fraction", 0.5]  # fmt: skip
+    assert main([str(a) for a in [*args, "--out", tmp_path / "l3", "--cam-stage", -2]]) == 0
+    assert json.loads((tmp_path / "l3" / "cams.json").read_text())["cam_stage"] == -2
+    assert main([str(a) for a in [*args, "--out", tmp_path / "bad", "--cam-stage", 7]]) == 2
+    err = capsys.readouterr().err
+    assert "--cam-stage: feature stage 7 out of range; the network's stages are -5 (act1)" in err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_medusa_trains_and_its_own_maps_are_written(slice_tiling, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The run folder of a training command: refused when it holds a run, replaced atomically with ``--overwrite``.
+"""The run folder of a command that writes a folder (a training run, CAMs): refused when it holds a run, replaced
+atomically with ``--overwrite``.
 
 A run is never written into ``--out`` directly. It is made in a sibling staging folder,
 ``.{name}.partial`` beside ``--out``, and renamed to ``--out`` only when it has finished (:func:`publish`):
@@ -81,13 +82,14 @@ def staged_run(out: Path, work: Callable[[Path], T | None]) -> T | None:
     Only global rank 0 creates, publishes or discards the folder; ``work`` returns None in the other processes of
     a DDP run, whose result is then None too.
     """
-    from pathattn.train.trainer import is_global_zero
+    from lightning.pytorch.utilities import rank_zero_only
 
-    staging = start(out) if is_global_zero() else staging_folder(out)
+    is_global_zero = rank_zero_only.rank == 0  # as pathattn.train.trainer.is_global_zero
+    staging = start(out) if is_global_zero else staging_folder(out)
     try:
         result = work(staging)
     except BaseException:
-        if is_global_zero():
+        if is_global_zero:
             discard(staging)
         raise
     if result is not None:
