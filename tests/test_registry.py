@@ -50,13 +50,13 @@ def test_register_bare_and_with_family(scratch_registry):
     def tiny_linear(**kwargs) -> torch.nn.Module:
         return torch.nn.Linear(2, 3, **kwargs)
 
-    @register_model(family="segmentation")
+    @register_model(family="toy")
     def tiny_conv(**kwargs) -> torch.nn.Module:
         return torch.nn.Conv2d(1, 1, 3, **kwargs)
 
     assert isinstance(create_model("tiny_linear", bias=False), torch.nn.Linear)
-    assert model_family("tiny_linear") is None and model_family("tiny_conv") == "segmentation"
-    assert list_models(family="segmentation") == ["tiny_conv"]
+    assert model_family("tiny_linear") is None and model_family("tiny_conv") == "toy"
+    assert list_models(family="toy") == ["tiny_conv"]
     assert "tiny_linear" in list_models() and "tiny_linear" not in list_models(family="mil")
 
 

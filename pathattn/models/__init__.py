@@ -4,6 +4,6 @@ Build a model by name with :func:`pathattn.registry.create_model` and list them 
 :func:`pathattn.registry.list_models` (``list_models(family="mil")``).
 """
 
-from pathattn.models import image, mil
+from pathattn.models import image, mil, seg
 
-__all__ = ["image", "mil"]
+__all__ = ["image", "mil", "seg"]
