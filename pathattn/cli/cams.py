@@ -55,7 +55,7 @@ def _resolve_run(cfg: Namespace) -> list[str] | None:
     if cfg.fold is None:
         raise PathattnError("--run needs --fold K: the fold whose model and held-out images are explained")
     run = Path(cfg.run)
-    splits = load_splits(run / "splits.json")
+    splits = load_splits(run / "splits.json", item="image")
     checkpoint = run / f"fold_{cfg.fold}" / "checkpoints" / "best.ckpt"
     if not 0 <= cfg.fold < len(splits) or not checkpoint.is_file():
         raise PathattnError(f"--fold {cfg.fold}: {run} has no trained fold {cfg.fold} ({checkpoint} is missing)")

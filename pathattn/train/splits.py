@@ -209,6 +209,7 @@ def make_splits(
         val_fraction: share of training patients for validation, 0 or in (0, 0.5].
         task: ``"classification"`` or ``"survival"``.
         source: the table's file name, for error messages.
+        item: what the ids name, for error messages (``slide``, ``image``).
 
     Returns:
         The splits, checked for leakage.
@@ -252,12 +253,13 @@ def make_splits(
     return splits
 
 
-def check_no_leakage(splits: Splits, patient_of: Mapping[str, str]) -> None:
+def check_no_leakage(splits: Splits, patient_of: Mapping[str, str], item: str = "slide") -> None:
     """Raise if a patient has slides in two of train/val/test of one fold.
 
     Args:
         splits: the splits to check.
         patient_of: slide id -> patient id.
+        item: what the ids name, for the messages (``slide``, ``image``).
 
     Raises:
         PathattnError: naming each leaking patient, its folds and parts, and its slides; or a slide
@@ -269,30 +271,30 @@ def check_no_leakage(splits: Splits, patient_of: Mapping[str, str]) -> None:
         for part, slides in fold.parts().items():
             for slide in slides:
                 if slide not in patient_of:
-                    raise PathattnError(f"slide {slide} in {part} of fold {k} has no patient; the splits are stale")
+                    raise PathattnError(f"{item} {slide} in {part} of fold {k} has no patient; the splits are stale")
                 where.setdefault(patient_of[slide], {}).setdefault(part, []).append(slide)
         for patient, parts in where.items():
             if len(parts) > 1:
                 slides = [s for part_slides in parts.values() for s in part_slides]
-                problems.append(f"patient {patient} in {' and '.join(parts)} of fold {k} (slides {shorten(slides)})")
+                problems.append(f"patient {patient} in {' and '.join(parts)} of fold {k} ({item}s {shorten(slides)})")
     if problems:
         shown = "; ".join(problems[:_SHOW]) + ("; ..." if len(problems) > _SHOW else "")
         raise PathattnError(f"patients cross splits: {shown}; make new splits (delete the splits file)")
 
 
-def _check_partition(splits: Splits, where: str) -> None:
+def _check_partition(splits: Splits, where: str, item: str) -> None:
     """Every slide of the splits in exactly one test fold, and each fold covering all slides once."""
     everything = set(splits.slide_patient)
     tested: dict[str, int] = {}
     for k, fold in enumerate(splits.folds):
         listed = [s for part in fold.parts().values() for s in part]
         if len(listed) != len(set(listed)) or set(listed) != everything:
-            raise PathattnError(f"fold {k} of {where} does not list every slide exactly once; make new splits")
+            raise PathattnError(f"fold {k} of {where} does not list every {item} exactly once; make new splits")
         for slide in fold.test:
             tested[slide] = tested.get(slide, 0) + 1
     wrong = sorted(s for s in everything if tested.get(s, 0) != 1)
     if wrong:
-        raise PathattnError(f"slides not in exactly one test fold of {where} ({shorten(wrong)}); make new splits")
+        raise PathattnError(f"{item}s not in exactly one test fold of {where} ({shorten(wrong)}); make new splits")
 
 
 def save_splits(path: str | os.PathLike[str], splits: Splits) -> None:
@@ -337,30 +339,32 @@ def _parse(document: object, where: str) -> Splits:
         raise PathattnError(f"{where} is malformed ({type(error).__name__}: {error}); make new splits") from None
 
 
-def _check_against(splits: Splits, table: Table, where: str, source: str) -> None:
+def _check_against(splits: Splits, table: Table, where: str, source: str, item: str) -> None:
     current = slide_patients(table, source)
     unknown = sorted(set(splits.slide_patient) - set(current))
     missing = sorted(set(current) - set(splits.slide_patient))
     if unknown or missing:
         found = []
         if unknown:
-            found.append(f"{len(unknown)} slide(s) not in {source} ({shorten(unknown)})")
+            found.append(f"{len(unknown)} {item}(s) not in {source} ({shorten(unknown)})")
         if missing:
-            found.append(f"{len(missing)} slide(s) of {source} missing from the splits ({shorten(missing)})")
+            found.append(f"{len(missing)} {item}(s) of {source} missing from the splits ({shorten(missing)})")
         raise PathattnError(
             f"{where} does not match {source}: {' and '.join(found)}; "
-            "delete the splits file to make new splits, or use the slides it was made for"
+            f"delete the splits file to make new splits, or use the {item}s it was made for"
         )
     moved = sorted(s for s in current if current[s] != splits.slide_patient[s])
     if moved:
         raise PathattnError(
-            f"{where} assigns other patients than {source} to slides ({shorten(moved)}); "
+            f"{where} assigns other patients than {source} to {item}s ({shorten(moved)}); "
             "delete the splits file to make new splits"
         )
-    check_no_leakage(splits, current)
+    check_no_leakage(splits, current, item)
 
 
-def load_splits(path: str | os.PathLike[str], table: Table | None = None, source: str = "samples.csv") -> Splits:
+def load_splits(
+    path: str | os.PathLike[str], table: Table | None = None, source: str = "samples.csv", item: str = "slide"
+) -> Splits:
     """Read splits written by :func:`save_splits` and validate them.
 
     Args:
@@ -368,6 +372,7 @@ def load_splits(path: str | os.PathLike[str], table: Table | None = None, source
         table: the current cohort; when given, the splits must cover exactly its slides, with the
             same patients.
         source: the table's file name, for error messages.
+        item: what the ids name, for error messages (``slide``, ``image``).
 
     Raises:
         PathattnError: missing or malformed file, other schema version, slides not in one test fold,
@@ -381,8 +386,8 @@ def load_splits(path: str | os.PathLike[str], table: Table | None = None, source
     except json.JSONDecodeError as error:
         raise PathattnError(f"{where} is not valid JSON ({error}); delete it to make new splits") from None
     splits = _parse(document, where)
-    _check_partition(splits, where)
-    check_no_leakage(splits, splits.slide_patient)
+    _check_partition(splits, where, item)
+    check_no_leakage(splits, splits.slide_patient, item)
     if table is not None:
-        _check_against(splits, table, where, source)
+        _check_against(splits, table, where, source, item)
     return splits

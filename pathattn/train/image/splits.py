@@ -45,7 +45,7 @@ def image_splits(
     stratify = "label+centre" if by_centre else "label"
     splits = Splits(tuple(folds), patients, seed, n_folds, float(val_fraction), stratify)
     if mode == "patient":
-        check_no_leakage(splits, patients)
+        check_no_leakage(splits, patients, "image")
     return splits
 
 
@@ -56,7 +56,7 @@ def reuse_splits(path: Path, images: ImageSet) -> Splits:
         PathattnError: the file does not match the images, or a patient crosses parts.
     """
     table = [{"slide_id": i, "patient_id": p} for i, p in zip(images.ids, images.patients, strict=True)]
-    return load_splits(path, table, source="the image set")
+    return load_splits(path, table, source="the image set", item="image")
 
 
 def crossing_patients(fold: Fold, patients: dict[str, str]) -> int:
