@@ -20,32 +20,15 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from collections.abc import Callable
 
 import torch
+from timing import rate
 from torch import nn
 
 from pathattn.evaluate.cams import CAM_METHODS, compute_cams
 from pathattn.models.complexity import count_macs, count_parameters
 from pathattn.models.image import MEDUSA, TimmClassifier
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def rate(work: Callable[[], None], items: int, steps: int, warmup: int, device: torch.device) -> float:
-    """Items per second of ``work`` (``items`` per call) over ``steps`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        work()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        work()
-    synchronize(device)
-    return items * steps / (time.perf_counter() - start)
 
 
 def train_step(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
