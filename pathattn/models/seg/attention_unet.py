@@ -9,6 +9,7 @@ The network follows the official code (``unet_CT_single_att_dsv_3D``) with ``spa
   levels 2-4 (the full-resolution skip of level 1 is not gated), each gated by the next-coarser decoder feature
   (the gating signal for level 4), followed by ``combine_gates`` (1 x 1 conv + batch norm + ReLU);
 * **decoder**: bi/trilinear upsampling to the skip's size, concatenation, two (conv 3 + batch norm + ReLU);
+* optional **multi-scale input** (``multiscale_input``): an input pyramid joined to each coarser encoder level;
 * **deep supervision** (``deep_supervision``): ``fused`` (the official code, the default): a 1 x 1 conv of each
   decoder level to the classes, upsampled to the input and fused by a 1 x 1 conv over their concatenation, one
   output and one loss; ``auxiliary`` (the paper's text): the finest level's 1 x 1 conv is the output and the
@@ -30,6 +31,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from pathattn.models.complexity import count_parameters
 from pathattn.models.layers.attention_gate import BATCH_NORM, CONV, GridAttentionGate, SpatialDims, resample
@@ -90,6 +92,9 @@ class AttentionUNet(nn.Module):
         channels: the five widths, finest level first.
         deep_supervision: ``fused``, ``auxiliary`` or ``none`` (module docstring).
         gates: gate the skips of levels 2-4.
+        multiscale_input: an input pyramid (Bouget et al. 2021's ``input_pyramid``): the image average-pooled
+            by 2 once per level, through a conv 3 + ReLU as wide as the level's incoming features, concatenated
+            with them before each coarser encoder block.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class AttentionUNet(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 128, 256),
         deep_supervision: DeepSupervision = "fused",
         gates: bool = True,
+        multiscale_input: bool = False,
     ) -> None:
         super().__init__()
         if spatial_dims not in CONV:
@@ -111,8 +117,16 @@ class AttentionUNet(nn.Module):
         c, conv = list(channels), CONV[spatial_dims]
         self.deep_supervision = deep_supervision
         self.encoder = nn.ModuleList([double_conv(spatial_dims, in_channels, c[0])])
-        self.encoder.extend(double_conv(spatial_dims, c[k], c[k + 1]) for k in range(4))
+        widen = 2 if multiscale_input else 1
+        self.encoder.extend(double_conv(spatial_dims, widen * c[k], c[k + 1]) for k in range(4))
         self.pool = POOL[spatial_dims](2)
+        self.pyramid = (
+            nn.ModuleList(
+                [nn.Sequential(conv(in_channels, c[k], 3, padding=1), nn.ReLU(inplace=True)) for k in range(4)]
+            )
+            if multiscale_input
+            else None
+        )
         self.gating = conv_norm_relu(spatial_dims, c[4], c[4], 1) if gates else None
         # level k (1..3 here: levels 2-4) gated by the next-coarser decoder feature (c[k + 1] channels)
         self.gated = nn.ModuleList([GatedSkip(spatial_dims, c[k], c[k + 1]) for k in (1, 2, 3)]) if gates else None
@@ -122,9 +136,14 @@ class AttentionUNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> SegmentationOutput:
         """Segment ``images`` (B, C, *S)."""
-        skips, x = [], images
+        skips, x, scaled = [], images, images
         for k, block in enumerate(self.encoder):
-            x = block(x if k == 0 else self.pool(x))
+            if k > 0:
+                x = self.pool(x)
+                if self.pyramid is not None:
+                    scaled = F.avg_pool2d(scaled, 2) if scaled.dim() == 4 else F.avg_pool3d(scaled, 2)
+                    x = torch.cat([x, self.pyramid[k - 1](scaled)], dim=1)
+            x = block(x)
             skips.append(x)
         up, attention = skips[4], []
         g = self.gating(up) if self.gating is not None else None

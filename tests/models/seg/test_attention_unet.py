@@ -54,6 +54,22 @@ def test_deep_supervision_modes(mode: str, n_deep: int) -> None:
     assert gate.phi.weight.grad.abs().sum() > 0 and model.gating[0].weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize(("dims", "size"), [(2, (37, 45)), (3, (32, 20, 24))])
+def test_multiscale_input_joins_the_pyramid_to_each_coarser_level(dims: int, size: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    model = AttentionUNet(dims, 2, 2, SMALL, multiscale_input=True)
+    assert len(model.pyramid) == 4 and model.encoder[1][0][0].in_channels == 2 * SMALL[0]
+    images = torch.randn(1, 2, *size, requires_grad=True)
+    out = model(images)
+    assert out.logits.shape == (1, 2, *size) and len(out.attention) == 3
+    out.logits.sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.pyramid.parameters())
+    plain = AttentionUNet(dims, 2, 2, SMALL)
+    assert count_parameters(model) > count_parameters(plain)
+    matched = create_model("unet", spatial_dims=dims, in_channels=2, channels=SMALL, multiscale_input=True)
+    assert abs(count_parameters(matched) - count_parameters(model)) / count_parameters(model) < 0.03
+
+
 def test_the_plain_unet_matches_the_parameters() -> None:
     for dims in (2, 3):
         gated = count_parameters(create_model("attention_unet", spatial_dims=dims, channels=SMALL))
