@@ -46,7 +46,7 @@ def _resolve_run(cfg: Namespace) -> list[str] | None:
     """With ``--run``: set ``cfg.checkpoint`` to the fold's model and return the fold's test images."""
     from pathlib import Path
 
-    from pathattn.train.splits import load_splits
+    from pathattn.fitting.splits import load_splits
 
     if (cfg.run is None) == (cfg.checkpoint is None):
         raise PathattnError("pass either --checkpoint or --run with --fold")

@@ -84,7 +84,7 @@ def staged_run(out: Path, work: Callable[[Path], T | None]) -> T | None:
     """
     from lightning.pytorch.utilities import rank_zero_only
 
-    is_global_zero = rank_zero_only.rank == 0  # as pathattn.train.trainer.is_global_zero
+    is_global_zero = rank_zero_only.rank == 0  # as pathattn.fitting.trainer.is_global_zero
     staging = start(out) if is_global_zero else staging_folder(out)
     try:
         result = work(staging)

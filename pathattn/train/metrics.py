@@ -4,7 +4,7 @@ Pure functions on numpy arrays that return plain Python floats, ready for ``RUN/
 Metric names are stable strings: ``auroc``, ``auprc``, ``balanced_accuracy``, ``macro_f1``,
 ``accuracy`` and ``c_index``. A metric that is undefined on the data it is given (AUROC when
 ``y_true`` holds one class, a C-index without a comparable pair) is ``nan``, never an exception, so
-that :func:`pathattn.train.bootstrap.bootstrap_metrics` can skip such resamples and count them
+that :func:`pathattn.fitting.bootstrap.bootstrap_metrics` can skip such resamples and count them
 (``pathattn.io.jsonfile`` writes ``nan`` as ``null``).
 
 References:

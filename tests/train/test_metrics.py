@@ -10,8 +10,7 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 from sklearn.preprocessing import label_binarize
 
-from pathattn.io.jsonfile import to_json_safe
-from pathattn.train.bootstrap import (
+from pathattn.fitting.bootstrap import (
     BootstrapCI,
     bootstrap_ci,
     bootstrap_metrics,
@@ -19,6 +18,7 @@ from pathattn.train.bootstrap import (
     summarize_folds,
     with_ci,
 )
+from pathattn.io.jsonfile import to_json_safe
 from pathattn.train.metrics import classification_metrics, concordance_counts, harrell_c_index, survival_metrics
 
 NAMES = ["auroc", "auprc", "balanced_accuracy", "macro_f1", "accuracy"]
@@ -241,7 +241,7 @@ def test_binary_metrics_at_an_operating_point() -> None:
 
 
 def test_cluster_bootstrap_resamples_whole_patients() -> None:
-    from pathattn.train.bootstrap import bootstrap_metrics, cluster_resamples
+    from pathattn.fitting.bootstrap import bootstrap_metrics, cluster_resamples
 
     clusters = np.array(["a", "a", "a", "b", "c", "c"])
     for draw in cluster_resamples(clusters, 50, seed=1):

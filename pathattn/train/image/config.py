@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pathattn.errors import PathattnError
-from pathattn.train.config import Accelerator, Devices, Precision, Strategy, TrainerSettings
+from pathattn.fitting.config import Accelerator, Devices, Precision, Strategy, TrainerSettings
 
 SplitMode = Literal["patient", "slice"]
 CentreMode = Literal["agnostic", "aware"]
@@ -134,5 +134,5 @@ class ClassifyConfig:
 
     @property
     def trainer_settings(self) -> TrainerSettings:
-        """What :func:`pathattn.train.trainer.build_trainer` needs of these options."""
+        """What :func:`pathattn.fitting.trainer.build_trainer` needs of these options."""
         return TrainerSettings.of(self)

@@ -25,19 +25,19 @@ import lightning as L
 import numpy as np
 
 from pathattn.errors import PathattnError
+from pathattn.fitting.bootstrap import bootstrap_metrics, summarize_folds, with_ci
+from pathattn.fitting.splits import Fold, Splits, save_splits
+from pathattn.fitting.trainer import build_trainer, is_global_zero, selected_checkpoint
 from pathattn.io import rundir
 from pathattn.io.image_set import ImageSet, check_classes
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 from pathattn.models.trained_image import load_image_classifier
-from pathattn.train.bootstrap import bootstrap_metrics, summarize_folds, with_ci
 from pathattn.train.image.config import ClassifyConfig
 from pathattn.train.image.data import ImageDataset, centre_rows, class_weights, loader, normalisation_table
 from pathattn.train.image.splits import crossing_patients, image_splits, reuse_splits
 from pathattn.train.image.system import ImageSystem
 from pathattn.train.metrics import binary_metrics, classification_metrics, youden_threshold
-from pathattn.train.splits import Fold, Splits, save_splits
-from pathattn.train.trainer import build_trainer, is_global_zero, selected_checkpoint
 from pathattn.volumes.slice_set import UNLABELLED, SliceSetOptions, read_images
 
 

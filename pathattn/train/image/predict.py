@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from pathattn.fitting.bootstrap import bootstrap_metrics, with_ci
 from pathattn.io.image_set import ImageSet
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 from pathattn.models.trained_image import TrainedImageClassifier
-from pathattn.train.bootstrap import bootstrap_metrics, with_ci
 from pathattn.train.metrics import binary_metrics, classification_metrics
 from pathattn.volumes.slice_set import UNLABELLED
 

@@ -1,6 +1,6 @@
 """Cross-validation splits of an image set: by patient (default, leakage-checked) or by image (``split: slice``).
 
-Folds come from :func:`pathattn.train.splits.stratified_group_split` (scikit-learn's ``StratifiedGroupKFold``)
+Folds come from :func:`pathattn.fitting.splits.stratified_group_split` (scikit-learn's ``StratifiedGroupKFold``)
 on the images, stratified by the image label (and the centre, with ``centres: aware``) and grouped by
 patient, so every image of a patient falls into one test fold; the validation images of a fold are the
 first of a second grouped split of its training images (``round(1 / val_fraction)`` parts). With
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from pathattn.errors import PathattnError
+from pathattn.fitting.splits import Fold, Splits, check_no_leakage, load_splits, stratified_group_split
 from pathattn.io.image_set import ImageSet
 from pathattn.train.image.config import SplitMode
-from pathattn.train.splits import Fold, Splits, check_no_leakage, load_splits, stratified_group_split
 
 
 def image_splits(

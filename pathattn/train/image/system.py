@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathattn.train.gather import gather_outputs
+from pathattn.fitting.gather import gather_outputs
 
 
 class ImageSystem(L.LightningModule):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pathattn.errors import PathattnError
-from pathattn.train.config import Accelerator, Devices, Precision, Strategy, Task, TrainerSettings
+from pathattn.fitting.config import Accelerator, Devices, Precision, Strategy, Task, TrainerSettings
 
 SurvivalLoss = Literal["nll", "cox"]
 FeatureNorm = Literal["standardize", "none"]
@@ -148,5 +148,5 @@ class TrainConfig:
 
     @property
     def trainer_settings(self) -> TrainerSettings:
-        """What :func:`pathattn.train.trainer.build_trainer` needs of these options."""
+        """What :func:`pathattn.fitting.trainer.build_trainer` needs of these options."""
         return TrainerSettings.of(self)

@@ -4,7 +4,7 @@ Outputs under ``RUN``::
 
     RUN/splits.json            the folds (reusable with ``splits=``), checked for patient leakage
     RUN/fold_{k}/              checkpoints (best on the validation metric, and last), CSV and TensorBoard logs
-                               (the layout of :func:`pathattn.train.trainer.build_trainer`)
+                               (the layout of :func:`pathattn.fitting.trainer.build_trainer`)
     RUN/predictions.csv        the out-of-fold prediction of every slide (its fold's test set)
     RUN/metrics.json           every metric per fold with a bootstrap 95% CI, and their mean and std
 
@@ -33,12 +33,23 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from pathattn.errors import PathattnError
+from pathattn.fitting.bootstrap import bootstrap_metrics, summarize_folds, with_ci
+from pathattn.fitting.config import Task
+from pathattn.fitting.splits import (
+    Fold,
+    Splits,
+    check_labels,
+    load_splits,
+    make_splits,
+    patient_labels,
+    save_splits,
+    shorten,
+)
+from pathattn.fitting.trainer import build_trainer, is_global_zero, selected_checkpoint
 from pathattn.io import rundir
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 from pathattn.registry import create_model, is_model, list_models, model_family
-from pathattn.train.bootstrap import bootstrap_metrics, summarize_folds, with_ci
-from pathattn.train.config import Task
 from pathattn.train.metrics import classification_metrics, survival_metrics
 from pathattn.train.mil.config import TrainConfig
 from pathattn.train.mil.data import (
@@ -52,18 +63,7 @@ from pathattn.train.mil.data import (
     read_samples,
 )
 from pathattn.train.mil.system import MILSystem
-from pathattn.train.splits import (
-    Fold,
-    Splits,
-    check_labels,
-    load_splits,
-    make_splits,
-    patient_labels,
-    save_splits,
-    shorten,
-)
 from pathattn.train.survival import assign_bins, discretize_times
-from pathattn.train.trainer import build_trainer, is_global_zero, selected_checkpoint
 
 NO_FEATURES = "no feature file (--skip-missing)"
 NO_PATCHES = "no patches (its feature file holds no instance)"

@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import Dataset
 
 from pathattn.errors import PathattnError
+from pathattn.fitting.config import Task
+from pathattn.fitting.splits import shorten
 from pathattn.io.bags import bag_shape, find_bags, read_checked_bag
 from pathattn.io.ids import check_id
 from pathattn.io.samples import read_table
-from pathattn.train.config import Task
-from pathattn.train.splits import shorten
 
 REQUIRED = {
     "classification": ("slide_id", "patient_id", "label"),

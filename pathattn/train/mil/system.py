@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from pathattn.errors import PathattnError
-from pathattn.train.config import Task
-from pathattn.train.gather import gather_outputs
+from pathattn.fitting.config import Task
+from pathattn.fitting.gather import gather_outputs
 from pathattn.train.mil.config import FeatureNorm, SurvivalLoss
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from pathattn.cli.main import main
+from pathattn.fitting.splits import load_splits
 from pathattn.models.trained_image import load_image_classifier
-from pathattn.train.splits import load_splits
 
 
 def rows(path: Path) -> list[dict[str, str]]:

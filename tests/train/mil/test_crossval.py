@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from pathattn.errors import PathattnError
+from pathattn.fitting.splits import load_splits
 from pathattn.io.bags import write_clam_pt
 from pathattn.train.mil.config import TrainConfig
 from pathattn.train.mil.crossval import train_cv
-from pathattn.train.splits import load_splits
 
 
 def cohort(tmp_path, n_patients=24, dim=8, seed=0):

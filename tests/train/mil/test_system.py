@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from pathattn.fitting.config import TrainerSettings
+from pathattn.fitting.trainer import build_trainer
 from pathattn.io.bags import write_clam_pt
 from pathattn.registry import create_model
-from pathattn.train.config import TrainerSettings
 from pathattn.train.mil.data import BagDataset, Sample, collate_bags
 from pathattn.train.mil.system import MILSystem
-from pathattn.train.trainer import build_trainer
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from pathattn.errors import PathattnError
-from pathattn.train.config import TrainerSettings
+from pathattn.fitting.config import TrainerSettings
 
 
 def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.Trainer:

@@ -6,8 +6,8 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from pathattn.errors import PathattnError
-from pathattn.train.config import TrainerSettings
-from pathattn.train.trainer import build_trainer, is_global_zero
+from pathattn.fitting.config import TrainerSettings
+from pathattn.fitting.trainer import build_trainer, is_global_zero
 
 
 def _callbacks(trainer: L.Trainer, kind: type) -> list:

@@ -25,8 +25,8 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from pathattn.errors import PathattnError
+from pathattn.fitting.config import Task
 from pathattn.io.atomic import write_text_atomic
-from pathattn.train.config import Task
 
 SCHEMA = "pathattn.splits"
 SCHEMA_VERSION = 1

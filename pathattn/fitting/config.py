@@ -1,8 +1,8 @@
-"""Settings shared by every system of the train stage: the task kinds and how Lightning trains.
+"""Settings shared by every system that fits a network: the task kinds and how Lightning trains.
 
 Kept free of heavy imports (no torch, no Lightning) so that the command line can describe the options of
-``pathattn train`` without loading them; :func:`pathattn.train.trainer.build_trainer` turns
-:class:`TrainerSettings` into a ``lightning.Trainer``.
+``pathattn train`` (and of the other fitting commands) without loading them;
+:func:`pathattn.fitting.trainer.build_trainer` turns :class:`TrainerSettings` into a ``lightning.Trainer``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pathattn.errors import PathattnError
-from pathattn.train.splits import (
+from pathattn.fitting.splits import (
     Fold,
     Splits,
     check_labels,
