@@ -157,6 +157,7 @@ def _running(process: psutil.Process) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guarantee uses Linux's PR_SET_PDEATHSIG")
+@pytest.mark.timeout(300)
 def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
     """SIGKILL of ``pathattn extract --workers 2`` mid-run: its fork server, workers and resource tracker all end."""
     slide = make_slide("big", texture(), mpp=0.25)
@@ -171,8 +172,7 @@ def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
                "--encoder", "resnet18", "--device", "cpu", "--workers", "2", "--batch-size", "2"]  # fmt: skip
     process, started = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), []
     try:
-        deadline = time.monotonic() + 120
-        while len(_descendants(process.pid)) < 4 and time.monotonic() < deadline:  # tracker, server, 2 workers
+        while len(_descendants(process.pid)) < 4:  # tracker, server, 2 workers (a hang: pytest's timeout)
             assert process.poll() is None, "extract ended before it could be killed"
             time.sleep(0.1)
         time.sleep(2)  # mid-run: the workers have filled the loader's queues (and block on them)
@@ -181,11 +181,9 @@ def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    deadline = time.monotonic() + 10
-    while any(_running(p) for p in started) and time.monotonic() < deadline:
+    # behaviour, not timing: every process of the killed run ends by itself (one left alive: pytest's timeout)
+    while any(_running(p) for p in started):
         time.sleep(0.1)
-    left = [" ".join(p.cmdline()[:4]) for p in started if _running(p)]
-    assert not left, f"processes of the killed extract still alive: {left}"
 
 
 def test_a_failing_device_fails_the_unfinished_slides_and_keeps_the_finished(tiled, tmp_path, capsys, monkeypatch):
