@@ -21,15 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from commands import ROOT, run_pathattn
 
-ROOT = Path(__file__).resolve().parents[1]
 CAM_METHODS = ("gradcam", "gradcam++", "eigencam", "scorecam")
 RUNS = {  # name: model, channels, split
     "resnet18_pet_patient": ("timm_classifier", ["PET"], "patient"),
@@ -41,24 +37,10 @@ RUNS = {  # name: model, channels, split
 }
 
 
-def pathattn(args: list[object], done: Path) -> None:
-    """Run ``pathattn args`` unless ``done`` exists; print its wall time."""
-    label = " ".join(str(a) for a in args[:2])
-    if done.exists():
-        print(f"{label:>24}: reused {done}")
-        return
-    start = time.perf_counter()
-    command = [str(Path(sys.executable).with_name("pathattn")), *map(str, args)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{shlex.join(command)} failed:\n{result.stderr[-3000:]}")
-    print(f"{label:>24}: {time.perf_counter() - start:.1f} s ({done.parent.name})")
-
-
 def fit(work: Path, name: str, model: str, split: str, args: argparse.Namespace, extra: list[object]) -> Path:
     """One ``classify fit`` run into ``work/runs/name``."""
     out = work / "runs" / name
-    pathattn(["classify", "fit", "--tiles", work / "tiles", "--samples", work / "cohort" / "samples.csv",
+    run_pathattn(["classify", "fit", "--tiles", work / "tiles", "--samples", work / "cohort" / "samples.csv",
               "--out", out, "--model", model, "--split", split, "--image-size", args.image_size,
               "--n-folds", args.n_folds, "--folds", json.dumps(args.folds), "--max-epochs", args.epochs,
               "--lr", args.lr, "--n-boot", 1000, "--accelerator", args.accelerator, *extra],
@@ -69,11 +51,11 @@ def fit(work: Path, name: str, model: str, split: str, args: argparse.Namespace,
 def wsol(work: Path, run: Path, fold: int, methods: list[str], stage: int) -> dict[str, dict[str, float]]:
     """CAMs on feature stage ``stage`` (and own maps) of a run's fold on its held-out patients, scored by WSOL."""
     cams = work / "cams" / f"{run.name}_fold{fold}_stage{stage}"
-    pathattn(["cams", "--run", run, "--fold", fold, "--tiles", work / "tiles", "--samples",
+    run_pathattn(["cams", "--run", run, "--fold", fold, "--tiles", work / "tiles", "--samples",
               work / "cohort" / "samples.csv", "--out", cams, "--methods", json.dumps(methods), "--cam-stage", stage],
              cams / "cams.json")  # fmt: skip
     out = work / "wsol" / cams.name
-    pathattn(["evaluate", "wsol", "--maps", cams, "--out", out], out / "metrics.json")
+    run_pathattn(["evaluate", "wsol", "--maps", cams, "--out", out], out / "metrics.json")
     methods_scored = json.loads((out / "metrics.json").read_text())["methods"]
     return {method: {"pxap": splits["test"]["pxap"], "maxboxacc_v2": splits["test"].get("max_box_acc_v2", np.nan)}
             for method, splits in methods_scored.items()}  # fmt: skip
@@ -96,9 +78,9 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work
     cohort = work / "cohort"
-    pathattn(["synth", "volume", "--out", cohort, "--n-patients", args.n_patients, "--shape", args.shape,
+    run_pathattn(["synth", "volume", "--out", cohort, "--n-patients", args.n_patients, "--shape", args.shape,
               "--dicom-fraction", 0], cohort / "samples.csv")  # fmt: skip
-    pathattn(["tile", "--config", ROOT / "configs/tile/volume_pet_axial.yaml", "--samples", cohort / "samples.csv",
+    run_pathattn(["tile", "--config", ROOT / "configs/tile/volume_pet_axial.yaml", "--samples", cohort / "samples.csv",
               "--out", work / "tiles", "--workers", 2], work / "tiles" / "manifest.csv")  # fmt: skip
     body = ["--model-args", json.dumps({"body_size": args.image_size})]
     runs = {}

@@ -23,12 +23,10 @@ from __future__ import annotations
 import argparse
 import csv
 import shlex
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from commands import run_pathattn
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupKFold, KFold, cross_val_predict
@@ -39,26 +37,12 @@ from pathattn.io.bags import read_bag
 from pathattn.io.coords import read_coords
 from pathattn.io.scores import read_patch_scores
 
-ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CONFIGS = (
     "configs/model/abmil_small.yaml",
     "configs/data/small_cohort.yaml",
     "configs/trainer/fixed_epochs.yaml",
 )
 TRAIN_EXTRA = "--class-weighting --max-epochs 60 --lr 0.0005 --n-boot 200"
-
-
-def run(stage: str, args: list[str], done: Path) -> None:
-    """Run ``pathattn stage args`` unless ``done`` exists; print its wall time."""
-    if done.exists():
-        print(f"{stage:>8}: reused {done.parent}")
-        return
-    start = time.perf_counter()
-    command = [str(Path(sys.executable).with_name("pathattn")), stage, *args]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{shlex.join(command)} failed:\n{result.stderr[-3000:]}")
-    print(f"{stage:>8}: {time.perf_counter() - start:.1f} s")
 
 
 def lesion_slices(tiles: Path, volume_id: str) -> np.ndarray:
@@ -121,17 +105,17 @@ def main() -> None:
     w = a.work.resolve()
     cohort, tiles, features, runs = w / "cohort", w / "tiles", w / "features", w / a.run_name
     shape = [str(v) for v in a.shape]
-    run("synth", ["volume", "--out", str(cohort), "--n-patients", str(a.n_patients), "--seed", str(a.seed),
+    run_pathattn(["synth", "volume", "--out", str(cohort), "--n-patients", str(a.n_patients), "--seed", str(a.seed),
                   "--shape", f"[{','.join(shape)}]", "--dicom-fraction", "0"], cohort / "samples.csv")  # fmt: skip
     samples = str(cohort / "samples.csv")
-    run("tile", ["--config", a.tile_config, "--samples", samples, "--out", str(tiles)], tiles / "manifest.csv")
-    run("extract", ["--config", a.extract_config, "--coords", str(tiles), "--out", str(features), "--device", "cpu",
-                    *shlex.split(a.extract_extra)], features / "manifest.csv")  # fmt: skip
+    run_pathattn(["tile", "--config", a.tile_config, "--samples", samples, "--out", str(tiles)], tiles / "manifest.csv")
+    run_pathattn(["extract", "--config", a.extract_config, "--coords", str(tiles), "--out", str(features),
+                  "--device", "cpu", *shlex.split(a.extract_extra)], features / "manifest.csv")  # fmt: skip
     configs = [v for c in a.train_configs for v in ("--config", c)]
     train = runs / "train"
-    run("train", [*configs, "--samples", samples, "--features", str(features), "--out", str(train),
+    run_pathattn(["train", *configs, "--samples", samples, "--features", str(features), "--out", str(train),
                   "--task", "classification", *shlex.split(a.train_extra)], train / "predictions.csv")  # fmt: skip
-    run("predict", ["--run", str(runs / "train"), "--features", str(features), "--out", str(runs / "predict")],
+    run_pathattn(["predict", "--run", str(runs / "train"), "--features", str(features), "--out", str(runs / "predict")],
         runs / "predict" / "predictions.csv")  # fmt: skip
 
     with open(runs / "train" / "predictions.csv") as f:

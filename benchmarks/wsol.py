@@ -23,7 +23,8 @@ import time
 import cv2
 import numpy as np
 
-from pathattn.evaluate import protocol, wsol
+from pathattn.evaluate import protocol
+from pathattn.scoremaps import wsol
 
 
 def synthetic(n: int, seed: int = 0) -> tuple[list[np.ndarray], dict[str, protocol.Sample]]:

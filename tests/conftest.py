@@ -111,6 +111,41 @@ def trained_slice_run(slice_tiling: SliceTiling, tmp_path_factory: pytest.TempPa
     return out
 
 
+@pytest.fixture(scope="session")
+def segmentation_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 patients (11 PET/CT studies with lesion labels), 40 x 40 x 12 voxels (``pathattn synth volume``)."""
+    from pathattn.cli.main import main
+
+    out = tmp_path_factory.mktemp("segmentation_cohort")
+    args = ["synth", "volume", "--out", str(out), "--n-patients", "8", "--shape", "[40,40,12]", "--dicom-fraction", "0"]
+    assert main(args) == 0
+    return out
+
+
+TINY_SEGMENTATION = ["--model-args", "{channels: [4, 8, 16, 32, 64]}", "--patch-size", "[32,32,16]", "--batch-size",
+                     "4", "--accelerator", "cpu", "--n-folds", "3", "--val-fraction", "0.5"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def segmentation_options() -> list[str]:
+    """The options of the tiny ``segment fit`` runs of the tests (and of :func:`segmentation_run`)."""
+    return list(TINY_SEGMENTATION)
+
+
+@pytest.fixture(scope="session")
+def segmentation_run(segmentation_cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Attention U-Net, fold 0 of 3 by patient, 2 epochs, patches deeper than the volumes (``segment fit``).
+
+    Written as a workflow study lays it out: ``results/segment/attention_unet`` (the run folder is returned).
+    """
+    from pathattn.cli.main import main
+
+    out = tmp_path_factory.mktemp("segmentation_results") / "segment" / "attention_unet"
+    args = ["segment", "fit", "--samples", str(segmentation_cohort / "samples.csv"), "--out", str(out)]
+    assert main([*args, "--max-epochs", "2", *TINY_SEGMENTATION]) == 0
+    return out
+
+
 @pytest.fixture
 def make_slide(tmp_path: Path):
     """Write ``image`` as a slide ``{name}.tif`` (``.svs`` for the Aperio layout) and return its path.

@@ -18,8 +18,9 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
     p = ArgumentParser(description=HELP, exit_on_error=False)
     p.add_argument("--out", type=str, default="demo_out",
                    help="working folder: cohort/, volume_cohort/, results/<study>/ and Snakemake's state")  # fmt: skip
-    p.add_argument("--study", type=str, default="all", choices=["slides", "volumes", "all"],
-                   help="the studies to run: slides, volumes (PET/CT), or both, slides first")  # fmt: skip
+    p.add_argument("--study", type=str, default="all", choices=["slides", "volumes", "volume_segmentation", "all"],
+                   help="the studies to run: slides, volumes (PET/CT), or both (all), slides first; "
+                        "volume_segmentation (Attention U-Net and U-Net on the PET/CT cohort) on its own")  # fmt: skip
     p.add_argument("--n-slides", type=int, default=40, help="slides in the synthetic cohort")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic cohorts")
     p.add_argument("--width", type=int, default=6144, help="level-0 width of the synthetic slides, pixels")
@@ -32,6 +33,9 @@ def register(subcommands) -> None:  # noqa: ANN001 - jsonargparse's subcommands 
                    help="study config of the slides (default: workflows/demo/config.yaml)")  # fmt: skip
     p.add_argument("--volume-configfile", type=str | None, default=None,
                    help="study config of the volumes (default: workflows/demo_volumes/config.yaml)")  # fmt: skip
+    p.add_argument("--segmentation-configfile", type=str | None, default=None,
+                   help="study config of volume_segmentation (default: "
+                        "workflows/demo_segmentation/config.yaml)")  # fmt: skip
     subcommands.add_subcommand("demo", p, help=HELP)
 
 
@@ -45,4 +49,6 @@ def run(cfg: Namespace) -> int:
                             "pass e.g. --volume-shape [96,96,40]")  # fmt: skip
     slides = DemoCohort(cfg.n_slides, cfg.seed, cfg.width, cfg.height)
     volumes = VolumeCohort(cfg.n_patients, cfg.seed, tuple(cfg.volume_shape))
-    return run_demo(cfg.out, demo_studies(cfg.study, slides, volumes, cfg.configfile, cfg.volume_configfile), cfg.cores)
+    files = {"slides": cfg.configfile, "volumes": cfg.volume_configfile,
+             "volume_segmentation": cfg.segmentation_configfile}  # fmt: skip
+    return run_demo(cfg.out, demo_studies(cfg.study, slides, volumes, files), cfg.cores)

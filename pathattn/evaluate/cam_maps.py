@@ -36,13 +36,13 @@ from torch.nn import functional as F
 
 from pathattn.errors import PathattnError
 from pathattn.evaluate.cams import CAM_METHODS, compute_cams, write_score_maps
-from pathattn.evaluate.wsol import normalize_map
 from pathattn.io import rundir
 from pathattn.io.image_set import ImageSet
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 from pathattn.models.trained_image import LogitsOf, TrainedImageClassifier
 from pathattn.scoremaps.images import write_png
+from pathattn.scoremaps.wsol import normalize_map
 
 Method = Literal["gradcam", "gradcam++", "eigencam", "scorecam", "attention"]
 METHODS: tuple[str, ...] = (*CAM_METHODS, "attention")

@@ -38,8 +38,8 @@ from pytorch_grad_cam.base_cam import BaseCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
-from pathattn.evaluate.wsol import normalize_map
 from pathattn.io.atomic import atomic_path
+from pathattn.scoremaps.wsol import normalize_map
 
 CamMethod = Literal["gradcam", "gradcam++", "eigencam", "scorecam"]
 

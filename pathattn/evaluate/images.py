@@ -26,9 +26,10 @@ import cv2
 import numpy as np
 
 from pathattn.errors import PathattnError
-from pathattn.evaluate import protocol, wsol
+from pathattn.evaluate import protocol
 from pathattn.evaluate.outputs import MethodResult, method_rows, methods_block, result_panels, write_outputs
 from pathattn.evaluate.protocol import Sample
+from pathattn.scoremaps import wsol
 
 SPLITS = ("calibration", "test")
 

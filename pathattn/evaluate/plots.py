@@ -10,8 +10,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
-from pathattn.evaluate.wsol import PixelCounts
 from pathattn.io.atomic import atomic_path
+from pathattn.scoremaps.wsol import PixelCounts
 
 _COLORS = matplotlib.colormaps["tab10"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pathattn.evaluate import wsol
+from pathattn.scoremaps import wsol
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,12 @@ class SplitScores:
 def score_split(
     maps: Mapping[str, np.ndarray], samples: Mapping[str, Sample], thresholds: np.ndarray, mode: wsol.Mode
 ) -> SplitScores:
-    """Score normalised maps (:func:`~pathattn.evaluate.wsol.normalize_map`) against their samples.
+    """Score normalised maps (:func:`~pathattn.scoremaps.wsol.normalize_map`) against their samples.
 
     Each map is read once (``maps`` may load lazily: one map is in memory at a time).
 
     Raises:
-        ValueError: a sample has no map, or a map disagrees with its sample (see :mod:`pathattn.evaluate.wsol`).
+        ValueError: a sample has no map, or a map disagrees with its sample (see :mod:`pathattn.scoremaps.wsol`).
     """
     missing = sorted(set(samples) - set(maps))
     if missing:

@@ -22,9 +22,8 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from pathattn.evaluate import wsol
 from pathattn.io.geojson import as_polygons
-from pathattn.scoremaps import rasters
+from pathattn.scoremaps import rasters, wsol
 from pathattn.scoremaps.normalise import Normalisation, normalise
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pathattn.errors import PathattnError
-from pathattn.evaluate import protocol, wsol
+from pathattn.evaluate import protocol
 from pathattn.evaluate.baselines import BASELINES, few_shot_scores, fit_few_shot, read_features
 from pathattn.evaluate.outputs import MODEL, MethodResult, method_rows, methods_block, write_run
 from pathattn.evaluate.rasters import patch_score_map, slide_score_map, stitch_patch_maps
@@ -35,6 +35,7 @@ from pathattn.evaluate.slides import (
     read_patch_scores,
     slide_truth,
 )
+from pathattn.scoremaps import wsol
 from pathattn.scoremaps.normalise import Normalisation, normalise
 
 
@@ -58,7 +59,7 @@ class SlideWsolJob:
         normalisations: per-slide patch-score normalisations to choose from (a heatmap hyperparameter).
         smooth_um: Gaussian sigmas (µm) of raster smoothing to choose from (another one; 0: none).
         baselines: baselines to score beside the model.
-        mode: metric conventions (:mod:`pathattn.evaluate.wsol`).
+        mode: metric conventions (:mod:`pathattn.scoremaps.wsol`).
         step: threshold step.
     """
 

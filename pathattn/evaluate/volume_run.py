@@ -22,11 +22,12 @@ from typing import Any, cast
 import numpy as np
 
 from pathattn.errors import PathattnError
-from pathattn.evaluate import protocol, wsol
+from pathattn.evaluate import protocol
 from pathattn.evaluate.baselines import BASELINES, few_shot_scores, fit_few_shot, read_features
 from pathattn.evaluate.outputs import MODEL, MethodResult, method_rows, methods_block, write_run
 from pathattn.evaluate.slides import assign_splits
 from pathattn.evaluate.volumes import VolumeRows, load_volumes, row_map, row_metrics, score_split, volume_columns
+from pathattn.scoremaps import wsol
 from pathattn.scoremaps.normalise import Normalisation, normalise
 
 
@@ -48,7 +49,7 @@ class VolumeWsolJob:
         seed: the draw's seed (and the few-shot solver's).
         normalisations: per-volume normalisations to choose from on the calibration split.
         baselines: baselines to score beside the model.
-        mode: metric conventions (:mod:`pathattn.evaluate.wsol`; without boxes they only differ on
+        mode: metric conventions (:mod:`pathattn.scoremaps.wsol`; without boxes they only differ on
             non-finite maps, which volumes never give).
         step: threshold step.
     """

@@ -23,7 +23,7 @@ the chosen label classes: ``--annotation-classes``, default all) and foreground 
   volume's finite rows (masked rows score 0). A row of ``V`` voxels (a slice: the whole plane; a patch: its
   box, ``patch_size_vox``) holds ``round(f_r V)`` positive voxels and ``round(max(t_r, f_r) V) - round(f_r V)``
   negative ones (the foreground that is not lesion, the volume's "tissue"; air counts for nothing). The
-  pixel counts of :mod:`pathattn.evaluate.wsol` are then built from these weights on the same threshold grid
+  pixel counts of :mod:`pathattn.scoremaps.wsol` are then built from these weights on the same threshold grid
   and bins, so PxAP, Dice and IoU keep their definitions with voxels as pixels. In slice mode this is the
   precision-recall area of the 1-D map along the slice axis, each slice weighted by its lesion and
   foreground voxels; in patch mode it is the voxel grid at the resolution of the patches. Overlapping
@@ -49,9 +49,10 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pathattn.errors import PathattnError
-from pathattn.evaluate import protocol, wsol
+from pathattn.evaluate import protocol
 from pathattn.evaluate.slides import find_score_files, read_patch_scores
 from pathattn.io.coords import VOXEL_IJK, PatchCoords, coord_space, read_coords
+from pathattn.scoremaps import wsol
 from pathattn.scoremaps.normalise import Normalisation, normalise
 
 """The ``coord_space`` attribute of volume coordinates."""
@@ -197,7 +198,7 @@ def load_volumes(
 
 def row_map(values: np.ndarray, normalisation: Normalisation, mode: wsol.Mode = "default") -> np.ndarray:
     """A volume's evaluated map: (N,) scores normalised by ``normalisation``, then min-max to [0, 1] over the
-    finite rows (:func:`~pathattn.evaluate.wsol.normalize_map`); masked rows 0."""
+    finite rows (:func:`~pathattn.scoremaps.wsol.normalize_map`); masked rows 0."""
     normalised = normalise(np.asarray(values, np.float64), normalisation)
     finite = np.isfinite(normalised)
     return wsol.normalize_map(np.where(finite, normalised, 0.0)[None], finite[None], mode)[0]
@@ -205,7 +206,7 @@ def row_map(values: np.ndarray, normalisation: Normalisation, mode: wsol.Mode = 
 
 def voxel_counts(score_map: np.ndarray, volume: VolumeRows, thresholds: np.ndarray) -> wsol.PixelCounts:
     """The voxel counts of one volume's map (N,) in [0, 1]: the bins of
-    :func:`~pathattn.evaluate.wsol.pixel_counts`, each row weighted by its positive and negative voxels."""
+    :func:`~pathattn.scoremaps.wsol.pixel_counts`, each row weighted by its positive and negative voxels."""
     edges = np.concatenate([thresholds, [1.0, 2.0, 3.0]])
     bins = np.searchsorted(edges, np.asarray(score_map, np.float64), side="right") - 1
     positive, negative = volume.voxel_weights()

@@ -183,6 +183,28 @@ def stratified_group_split(
         ) from None
 
 
+def grouped_folds(
+    ids: np.ndarray, strata: np.ndarray, groups: np.ndarray, n_folds: int, val_fraction: float, seed: int
+) -> tuple[Fold, ...]:
+    """K test folds of ``ids`` grouped by ``groups`` and stratified by ``strata``, each with a validation part.
+
+    The validation ids of a fold are the first part of a second grouped, stratified split of its training ids
+    into ``round(1 / val_fraction)`` parts (at least 2).
+
+    Raises:
+        PathattnError: fewer groups than folds, or too few for the splits.
+    """
+    n_groups = len(np.unique(groups))
+    if n_groups < n_folds:
+        raise PathattnError(f"{n_groups} patients are fewer than --n-folds {n_folds}; use fewer folds")
+    n_inner = max(2, round(1 / val_fraction))
+    folds = []
+    for train, test in stratified_group_split(np.arange(ids.size), strata, groups, n_folds, seed):
+        train, val = stratified_group_split(train, strata, groups, n_inner, seed)[0]
+        folds.append(Fold(*(tuple(ids[np.sort(part)].tolist()) for part in (train, val, test))))
+    return tuple(folds)
+
+
 def make_splits(
     table: Table,
     n_folds: int = 5,

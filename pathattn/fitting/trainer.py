@@ -16,9 +16,12 @@ the files a run writes itself (splits, predictions, metrics) are written where :
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -85,3 +88,20 @@ def is_global_zero() -> bool:
     strategy.
     """
     return rank_zero_only.rank == 0
+
+
+def adamw_cosine(
+    trainer: L.Trainer, parameters: Iterable[torch.nn.Parameter], lr: float, weight_decay: float
+) -> dict[str, Any]:
+    """AdamW over ``parameters`` with a cosine schedule stepped per batch over the whole fit (``configure_optimizers``).
+
+    Args:
+        trainer: the fit's trainer (its estimated number of optimiser steps is the schedule's length).
+        parameters: what is optimised (e.g. those that require a gradient).
+        lr: the peak learning rate.
+        weight_decay: AdamW's decoupled weight decay.
+    """
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
+    steps = max(1, int(trainer.estimated_stepping_batches))
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

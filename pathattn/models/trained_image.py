@@ -17,12 +17,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from pathattn.errors import PathattnError
-from pathattn.io.weights import load_state_dict_strict, read_state_dict
-from pathattn.registry import create_model, is_model, model_family
+from pathattn.models.recorded import load_recorded_network
 
 PREFIX = "model."
-FIX = "pass a checkpoint of 'pathattn classify fit' (RUN/fold_k/checkpoints/best.ckpt)"
+COMMAND = "pathattn classify fit"
 
 
 class LogitsOf(nn.Module):
@@ -88,17 +86,7 @@ def load_image_classifier(path: str | os.PathLike[str], device: str | torch.devi
         PathattnError: the file cannot be read safely, is not a checkpoint of an image classifier (e.g. one of
             ``pathattn train``, whose model is of the MIL family), or its weights do not fit its recorded model.
     """
-    state = read_state_dict(path)
-    hparams = dict(torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters") or {})
-    spec = hparams.get("model_spec") or {}
-    name = str(spec.get("name", ""))
-    if not (is_model(name) and model_family(name) == "image" and "norm_mean" in state):
-        family = model_family(name) if is_model(name) else None
-        what = f"a checkpoint of the {family} model {name}" if family else "not a checkpoint of 'pathattn classify fit'"
-        raise PathattnError(f"--checkpoint {path} is {what}; {FIX}")
-    network = create_model(name, **spec["kwargs"])
-    weights = {k[len(PREFIX) :]: v for k, v in state.items() if k.startswith(PREFIX)}
-    load_state_dict_strict(network, weights, path, target=f"its recorded model {name}", fix=FIX)
+    network, hparams, state, name = load_recorded_network(path, "image", COMMAND, PREFIX, required=("norm_mean",))
     return TrainedImageClassifier(
         network.to(device).eval(), tuple(hparams["class_names"]), tuple(hparams["centres"]),
         state["norm_mean"].reshape(-1, 3).numpy().astype(np.float64),

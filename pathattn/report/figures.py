@@ -223,3 +223,28 @@ def map_gallery_figure(
                 ax.set_title(name, fontsize=8)
     fig.subplots_adjust(wspace=0.03, hspace=0.03)
     return figure_uri(fig)
+
+
+def case_dice_figure(runs: dict[str, Sequence[float]]) -> str:
+    """The Dice of every held-out case of each run as a strip of dots, one row per run, its mean marked.
+
+    Args:
+        runs: row label (a run, or a run and class) to the Dice of its cases, each in [0, 1].
+
+    Returns:
+        The figure as a PNG data URI.
+    """
+    fig = Figure(figsize=(8, 0.9 + 0.45 * len(runs)))
+    ax = fig.subplots()
+    rng = np.random.default_rng(0)  # the same jitter on every report
+    for row, dice in enumerate(runs.values()):
+        values = np.asarray(dice, np.float64)
+        color = _COLORS(row % 10)
+        ax.scatter(values, row + rng.uniform(-0.15, 0.15, len(values)), s=16, color=color, alpha=0.7, lw=0)
+        if len(values):
+            ax.plot([values.mean()] * 2, [row - 0.3, row + 0.3], color=color, lw=2)
+    ax.set_yticks(range(len(runs)), list(runs), fontsize=8)
+    ax.set(xlim=(-0.02, 1.02), ylim=(len(runs) - 0.5, -0.5), xlabel="Dice of each held-out volume with a lesion")
+    ax.grid(axis="x", color="#e4e4e4", lw=0.8)
+    ax.set_axisbelow(True)
+    return figure_uri(fig)

@@ -20,6 +20,7 @@ from pathattn.report.classify_section import cams_section, classify_section
 from pathattn.report.common import Section, cell, fmt, prediction_text, slide_score
 from pathattn.report.figures import image_uri, km_figure, roc_pr_figure
 from pathattn.report.inputs import COMMANDS, ReportInputs, numbers, read_rows
+from pathattn.report.segment_section import segment_section
 from pathattn.report.slides import heatmap_ids, slide_images
 from pathattn.report.stats import logrank_test
 from pathattn.report.volume_section import volume_section
@@ -349,6 +350,7 @@ SECTIONS: list[Callable[[ReportInputs], Section | None]] = [
     wsol_section,
     classify_section,
     cams_section,
+    segment_section,
     stages_section,
 ]
 

@@ -8,5 +8,7 @@ Shared by every stage that draws or measures where a model looks (``heatmap``, `
   per-patch maps stitched, polygons rasterised as masks;
 * :mod:`~pathattn.scoremaps.render`: colour maps blended over a thumbnail, legends and banners, outlines of
   polygons and patches;
-* :mod:`~pathattn.scoremaps.images`: the thumbnail resolution, PNG files read and written.
+* :mod:`~pathattn.scoremaps.images`: the thumbnail resolution, PNG files read and written;
+* :mod:`~pathattn.scoremaps.wsol`: the weakly supervised localization metrics (PxAP, MaxBoxAcc, ...) of any
+  score map against a mask (``evaluate`` and ``segment`` score maps with them).
 """

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from monai import transforms as mt
@@ -54,20 +55,43 @@ class SegmentationCase:
         return {"image": self.image, "label": self.label}
 
 
-def read_case(entry: VolumeEntry, params: PrepareParams, n_classes: int) -> SegmentationCase:
+def channel_paths(entry: VolumeEntry, channels: Sequence[str] | None) -> dict[str, Path]:
+    """The image files of ``entry`` the network sees, in the order of ``channels`` (None: all of the sheet's).
+
+    Raises:
+        PathattnError: a channel the sheet gives no image of.
+    """
+    if not channels:
+        return dict(entry.paths)
+    upper = {m.upper(): path for m, path in entry.paths.items()}
+    missing = [c for c in channels if c.upper() not in upper]
+    if missing:
+        raise PathattnError(
+            f"{entry.volume_id}: no {missing[0].lower()}_path in the sample sheet for --channels {list(channels)}; "
+            f"it has {', '.join(m.lower() + '_path' for m in entry.paths)}"
+        )
+    return {c.upper(): upper[c.upper()] for c in channels}
+
+
+def read_case(
+    entry: VolumeEntry, params: PrepareParams, n_classes: int, channels: Sequence[str] | None = None
+) -> SegmentationCase:
     """Read and prepare one study and its label volume.
 
     Args:
         entry: the sheet's row.
         params: target spacing and presets (as ``pathattn tile``).
         n_classes: classes of the network, background included: label values must lie in 0..n_classes-1.
+        channels: the modalities the network sees, in order (None: every image of the row).
 
     Raises:
-        PathattnError: no label volume, an unreadable or mismatching file, or label classes outside the range.
+        PathattnError: no label volume, an unreadable or mismatching file, NaN voxels, or label classes outside
+            the range.
     """
     if entry.label_path is None:
         raise PathattnError(f"{entry.volume_id}: no label volume; give it in the sample sheet's label_path column")
-    prepared = prepare_volume(entry.paths, params, label_path=entry.label_path, series=entry.series, foreground=False)
+    paths = channel_paths(entry, channels)
+    prepared = prepare_volume(paths, params, label_path=entry.label_path, series=entry.series, foreground=False)
     label = np.asarray(prepared.label, np.int64)
     values = np.unique(label)
     outside = values[(values < 0) | (values >= n_classes)]

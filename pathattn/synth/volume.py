@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import gzip
 import io
 import json
 from collections.abc import Callable
@@ -33,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from pathattn.errors import PathattnError
-from pathattn.io.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
+from pathattn.io.atomic import remove_stale_temporaries, write_text_atomic
+from pathattn.io.nifti import write_nifti
 from pathattn.synth import volume_anatomy as A
 from pathattn.synth import volume_scanner as S
 from pathattn.synth.volume_dicom import SeriesInfo, dicom_uid, remove_stale_series, series_is_complete, write_series
@@ -156,20 +156,6 @@ def render_study(plan: StudyPlan, modalities: tuple[str, ...]) -> dict[str, np.n
     if "mr" in modalities:
         images["mr"] = S.mr_image(painted.pop("mr"), plan.grid, scanner, offset, rngs["mr"])
     return images
-
-
-def write_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray, description: str) -> None:
-    """Write a ``.nii.gz`` atomically, with sform and qform (code 1, scanner) and no gzip time stamp."""
-    import nibabel as nib
-
-    image = nib.Nifti1Image(array, affine)
-    image.set_sform(affine, code=1)
-    image.set_qform(affine, code=1)
-    image.header.set_xyzt_units("mm", "sec")
-    image.header["descrip"] = description.encode("ascii")[:79]
-    data = gzip.compress(image.to_bytes(), compresslevel=1, mtime=0)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def _nifti_is_valid(path: Path, shape: tuple[int, ...], affine: np.ndarray) -> bool:

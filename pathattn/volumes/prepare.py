@@ -75,6 +75,8 @@ class PreparedVolume:
         sources: per channel, what was read (file, format, original orientation, SUV conversion).
         foreground: (I, J, K) bool body mask, or None when not asked for.
         label: (I, J, K) int16 label volume on the same grid, or None.
+        original_spacing: mm along i, j, k of the volume as read (RAS, before resampling).
+        original_shape: (I, J, K) of the volume as read (RAS, before resampling).
     """
 
     image: np.ndarray
@@ -85,6 +87,7 @@ class PreparedVolume:
     foreground: np.ndarray | None = None
     label: np.ndarray | None = None
     original_spacing: tuple[float, float, float] = field(default=(math.nan, math.nan, math.nan))
+    original_shape: tuple[int, int, int] = (0, 0, 0)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -198,5 +201,5 @@ def prepare_volume(
         apply_preset(image[channel], preset, mask, out=image[channel])
     return PreparedVolume(
         image, affine, volume.modalities, tuple(p.name for p in presets), volume.sources, mask, label,
-        tuple(float(s) for s in volume.spacing),
+        tuple(float(s) for s in volume.spacing), volume.shape,
     )  # fmt: skip

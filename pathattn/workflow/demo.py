@@ -1,10 +1,13 @@
 """The demo: generate the synthetic cohorts and run the whole Snakemake workflow on each.
 
-Two studies, each a cohort and a study config run by the same workflow: **slides** (``pathattn synth wsi``
-into ``OUT/cohort``, ``workflows/demo/config.yaml``) and **volumes** (``pathattn synth volume`` into
+Studies, each a cohort and a study config run by the same workflow: **slides** (``pathattn synth wsi`` into
+``OUT/cohort``, ``workflows/demo/config.yaml``) and **volumes** (``pathattn synth volume`` into
 ``OUT/volume_cohort``, ``workflows/demo_volumes/config.yaml``: PET/CT axial slices, ``kind: volumes``, with
 attention-MIL over each study's slices and, beside it, slice classifiers (ResNet-18 by patient and by slice,
-MEDUSA) whose CAMs and maps are scored against the lesions).
+MEDUSA) whose CAMs and maps are scored against the lesions) run by default (``make demo``);
+**volume_segmentation** (the same PET/CT cohort, ``workflows/demo_segmentation/config.yaml``: Attention U-Net
+beside the parameter-matched U-Net, their masks, gate maps and metrics) runs when asked for
+(``--study volume_segmentation``): its training does not fit in the default demo's time on two cores.
 The workflow (``snakemake/Snakefile`` with the study's config and the local profile) runs with ``OUT`` as its
 working directory, so the results land in ``OUT/results/<study>`` and Snakemake's state in ``OUT/.snakemake``.
 Every step is a command (``pathattn synth``, ``snakemake``) run beside this Python, and every step resumes: run
@@ -18,7 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,10 +32,15 @@ from pathattn.batch import print_error
 from pathattn.errors import PathattnError
 from pathattn.workflow.layout import StudyLayout
 
-StudyKind = Literal["slides", "volumes"]
-STUDY_CHOICES = ("slides", "volumes", "all")
-COHORT_FOLDERS: dict[str, str] = {"slides": "cohort", "volumes": "volume_cohort"}  # under OUT, as the configs say
-CONFIGS: dict[str, str] = {"slides": "workflows/demo/config.yaml", "volumes": "workflows/demo_volumes/config.yaml"}
+StudyName = Literal["slides", "volumes", "volume_segmentation"]
+STUDY_CHOICES = ("slides", "volumes", "volume_segmentation", "all")
+ALL = ("slides", "volumes")  # what --study all (make demo) runs
+COHORT_FOLDERS: dict[str, str] = {"slides": "cohort", "volumes": "volume_cohort",
+                                  "volume_segmentation": "volume_cohort"}  # fmt: skip
+CONFIGS: dict[str, str] = {"slides": "workflows/demo/config.yaml", "volumes": "workflows/demo_volumes/config.yaml",
+                           "volume_segmentation": "workflows/demo_segmentation/config.yaml"}  # fmt: skip
+CONFIG_OPTIONS = {"slides": "--configfile", "volumes": "--volume-configfile",
+                  "volume_segmentation": "--segmentation-configfile"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,41 +94,44 @@ class DemoStudy:
     """One study of the demo: a synthetic cohort and the study config the workflow runs on it.
 
     Args:
-        kind: ``slides`` or ``volumes``; the cohort goes to ``OUT/<COHORT_FOLDERS[kind]>``.
+        name: ``slides``, ``volumes`` or ``volume_segmentation``; the cohort goes to ``OUT/<COHORT_FOLDERS[name]>``.
         cohort: the generator of the cohort.
-        configfile: the study config (None: the repository's ``CONFIGS[kind]``).
+        configfile: the study config (None: the repository's ``CONFIGS[name]``).
     """
 
-    kind: StudyKind
+    name: StudyName
     cohort: DemoCohort | VolumeCohort
     configfile: str | Path | None = None
 
     @property
     def option(self) -> str:
         """The ``pathattn demo`` option that gives this study's config."""
-        return "--volume-configfile" if self.kind == "volumes" else "--configfile"
+        return CONFIG_OPTIONS[self.name]
 
     def config(self, repo: Path) -> Path:
         """The study config, absolute."""
-        return Path(self.configfile).resolve() if self.configfile else repo / CONFIGS[self.kind]
+        return Path(self.configfile).resolve() if self.configfile else repo / CONFIGS[self.name]
 
 
 def demo_studies(
-    study: str, slides: DemoCohort, volumes: VolumeCohort, configfile: str | Path | None = None,
-    volume_configfile: str | Path | None = None,
-) -> list[DemoStudy]:  # fmt: skip
-    """The studies ``--study`` asks for, in the order they run (slides first).
+    study: str, slides: DemoCohort, volumes: VolumeCohort, configfiles: Mapping[str, str | Path | None] | None = None
+) -> list[DemoStudy]:
+    """The studies ``--study`` asks for, in the order they run (slides first; ``all``: :data:`ALL`).
+
+    Args:
+        study: one of :data:`STUDY_CHOICES`.
+        slides: the slide cohort.
+        volumes: the PET/CT cohort (of the volume and segmentation studies).
+        configfiles: study name → its config file, where not the repository's.
 
     Raises:
         PathattnError: ``study`` is not one of :data:`STUDY_CHOICES`.
     """
     if study not in STUDY_CHOICES:
         raise PathattnError(f"--study must be one of {', '.join(STUDY_CHOICES)} (got {study!r})")
-    chosen = [
-        DemoStudy("slides", slides, configfile) if study in ("slides", "all") else None,
-        DemoStudy("volumes", volumes, volume_configfile) if study in ("volumes", "all") else None,
-    ]
-    return [entry for entry in chosen if entry is not None]
+    names = ALL if study == "all" else (study,)
+    files = configfiles or {}
+    return [DemoStudy(name, slides if name == "slides" else volumes, files.get(name)) for name in names]
 
 
 def repository() -> Path:
@@ -193,7 +204,7 @@ def _run(command: list[str]) -> int:
 def _run_study(repo: Path, out: Path, study: DemoStudy, layout: StudyLayout, cores: int | None) -> int:
     """Generate one study's cohort and run the workflow on it; 0, the exit code of ``pathattn synth``, or 1."""
     started = time.monotonic()
-    code = _run(study.cohort.command(out / COHORT_FOLDERS[study.kind]))
+    code = _run(study.cohort.command(out / COHORT_FOLDERS[study.name]))
     if code:
         return code
     code = _run(snakemake_command(repo, out, study.config(repo), cores))
@@ -201,7 +212,7 @@ def _run_study(repo: Path, out: Path, study: DemoStudy, layout: StudyLayout, cor
         print_error("demo", f"the workflow failed (snakemake exit {code}); each job's log is under "
                     f"{out / layout.logs}, and running the demo again resumes")  # fmt: skip
         return 1
-    print(f"demo: the {study.kind} study took {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    print(f"demo: the {study.name} study took {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     print(f"demo finished: report {out / layout.report}", flush=True)
     return 0
 

@@ -15,6 +15,8 @@ finds the report) all take their paths from here::
                       cams/{run}/fold_{k}/metrics.json
     DIR/classify/     'pathattn classify fit': {run}/metrics.json, predictions.csv, splits.json, fold_k/
     DIR/cams/         'pathattn cams': {run}/fold_{k}/cams.json, maps/{method}/, masks/, images/, boxes.csv, ...
+    DIR/segment/      'pathattn segment fit': {run}/metrics.json, splits.json, fold_k/checkpoints/, fold_k/test/
+                      (masks/, attention/, qc/, predictions.csv, cases.csv, lesions.csv, metrics.json)
     DIR/report.html   'pathattn report'
     DIR/logs/<rule>/  one log per workflow job: {slide_id}.log or cohort.log
 
@@ -43,6 +45,7 @@ COMMANDS = {
     "evaluate": "evaluate wsol",
     "classify": "classify fit",
     "cams": "cams",
+    "segment": "segment fit",
 }
 STAGES = tuple(COMMANDS)
 KINDS = ("slides", "volumes")  # what a study's items are (the config key ``kind``)
@@ -188,6 +191,14 @@ class StudyLayout:
     def cams_wsol(self, run: str = RUN, fold: int | str = FOLD) -> Path:
         """The localization of those maps, every method beside the uniform baseline (``pathattn evaluate wsol``)."""
         return self.stage("evaluate") / "cams" / run / f"fold_{fold}"
+
+    def segment_run(self, run: str = RUN) -> Path:
+        """The folder of one segmentation run (``pathattn segment fit --out``)."""
+        return self.stage("segment") / run
+
+    def segment_metrics(self, run: str = RUN) -> Path:
+        """The held-out metrics of a segmentation run, per fold and their mean (``pathattn segment fit``)."""
+        return self.segment_run(run) / "metrics.json"
 
     @property
     def report(self) -> Path:

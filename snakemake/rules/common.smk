@@ -8,9 +8,11 @@
 # instead of tissue GeoJSON, there is no heatmap job, and evaluate scores the attention against the label
 # volumes (no annotations).
 #
-# Two kinds of models, each optional: attention-MIL over the tiles (`train`, with `extract`: features, training,
-# out-of-fold attention, heatmaps, explain, evaluate) and image classifiers on the slices of a volume tiling
-# (`classify.activate`: named cross-validation runs, then `cams.activate`: their maps scored against the lesions).
+# Three kinds of models, each optional: attention-MIL over the tiles (`train`, with `extract`: features, training,
+# out-of-fold attention, heatmaps, explain, evaluate), image classifiers on the slices of a volume tiling
+# (`classify.activate`: named cross-validation runs, then `cams.activate`: their maps scored against the lesions)
+# and segmentation networks on the label volumes (`segment.activate`: named runs of pathattn segment fit, which
+# reads the volumes itself: a study that only segments needs no tiling, and its `all` makes none).
 
 import os
 import re
@@ -37,13 +39,17 @@ VOLUMES = KIND == "volumes"
 MIL = "train" in config  # attention-MIL over the tiles (extract → train → predict → ...)
 HEATMAPS = MIL and not VOLUMES  # a volume's attention is drawn by the report (along the slice axis)
 CLASSIFY = config["classify"]["activate"]  # image classifiers on the slices (classify → cams → their WSOL)
-if not (MIL or CLASSIFY):
+SEGMENT = config["segment"]["activate"]  # segmentation networks on the label volumes (no tiling)
+if not (MIL or CLASSIFY or SEGMENT):
     raise WorkflowError(
-        "config: nothing to train; give train (with extract: attention-MIL over the tiles) and/or "
-        "classify.activate: true with classify.runs (image classifiers on the slices of a volume tiling)"
+        "config: nothing to train; give train (with extract: attention-MIL over the tiles), "
+        "classify.activate: true with classify.runs (image classifiers on the slices of a volume tiling) and/or "
+        "segment.activate: true with segment.runs (segmentation networks on the label volumes)"
     )
-TASK = config["train"]["task"] if MIL else "classification"
-TASK_COLUMNS = {"classification": ("label",), "survival": ("time", "event")}
+TILING = MIL or CLASSIFY  # the tiles feed attention-MIL and the classifiers; segmentation reads the volumes
+# the sheet's task columns: train.task's with MIL, a class with the classifiers, none to segment alone
+TASK = config["train"]["task"] if MIL else "classification" if CLASSIFY else None
+TASK_COLUMNS = {"classification": ("label",), "survival": ("time", "event"), None: ()}
 NUMERIC_COLUMNS = ("time", "event", "mpp")
 BATCH = config["batch"]  # tile, extract and heatmap: one job for the cohort instead of one per slide
 JOB = COHORT if BATCH else SLIDE  # the name of a per-slide stage's job: its log is logs/<rule>/<JOB>.log
@@ -108,6 +114,9 @@ def check_row(sheet, line, row):
         raise WorkflowError(
             f"sample sheet {sheet} line {line}: train.task {TASK} needs a value in column(s) {', '.join(missing)}"
         )
+    if TASK is None and not ("label" in record or {"time", "event"} <= set(record)):
+        # a study that only segments needs no class or follow-up; the row schema asks for one of them
+        record["label"] = "none"
     check_schema(record, SAMPLE_SCHEMAS[KIND], f"sample sheet {sheet} line {line}")
 
 
@@ -275,7 +284,45 @@ def every_classify_run():
     """The metrics of every classify run."""
     return [LAYOUT.classify_metrics(run) for run in CLASSIFY_CONFIGS]
 
+
+def segment_runs():
+    """Run name → its ``segment fit`` config file, checked (an error naming the key when unusable)."""
+    if not VOLUMES:
+        raise WorkflowError(
+            "config key segment.activate: the workflow's segmentation networks train on the label volumes of a "
+            "volume study (kind: volumes, a label_path column); slides have no label volumes"
+        )
+    unlabelled = [row["volume_id"] for row in read_table(SAMPLE_SHEET) if not row.get("label_path")]
+    if unlabelled:
+        raise WorkflowError(
+            "config key segment.activate: a segmentation network learns from the label volumes; give every "
+            f"study's lesion mask in a label_path column of the sample sheet (none for {', '.join(unlabelled[:5])}"
+            f"{', ...' if len(unlabelled) > 5 else ''})"
+        )
+    runs = config["segment"]["runs"]
+    if not runs:
+        raise WorkflowError("config key segment.runs: name at least one run, e.g. attention_unet: {config: "
+                            "configs/segment/attention_unet.yaml}")  # fmt: skip
+    return {name: repo_file(run["config"], f"segment.runs.{name}.config") for name, run in runs.items()}
+
+
+SEGMENT_CONFIGS = segment_runs() if SEGMENT else {}
+VOLUME_FILES = [file for files in SLIDES.values() for file in files]  # every study's images and label volume
+
+
+def segment_extra(wildcards):
+    """A params function: the run's own extra options, then segment.extra."""
+    return f"{config['segment']['runs'][wildcards.run]['extra']} {config['segment']['extra']}".strip()
+
+
+def every_segment_run():
+    """The metrics of every segment run."""
+    return [LAYOUT.segment_metrics(run) for run in SEGMENT_CONFIGS]
+
+
+RUNS = sorted(set(CLASSIFY_CONFIGS) | set(SEGMENT_CONFIGS))  # the {run} wildcard: a classify or segment run
+
 wildcard_constraints:
     slide_id="[^/]+",
-    run="|".join(re.escape(run) for run in CLASSIFY_CONFIGS) or "(?!)",
+    run="|".join(re.escape(run) for run in RUNS) or "(?!)",
     fold="[0-9]+",

@@ -16,7 +16,7 @@ from pytorch_grad_cam import EigenCAM
 
 from pathattn.cli.main import main
 from pathattn.evaluate import cams
-from pathattn.evaluate.wsol import normalize_map
+from pathattn.scoremaps.wsol import normalize_map
 
 SIZE = 32
 

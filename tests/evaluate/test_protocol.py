@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pathattn.evaluate import protocol, wsol
+from pathattn.evaluate import protocol
+from pathattn.scoremaps import wsol
 
 GRID = wsol.threshold_grid(0.1)
 

@@ -13,13 +13,13 @@ import torch
 
 from pathattn.cli.main import main
 from pathattn.errors import PathattnError
-from pathattn.evaluate import wsol
 from pathattn.evaluate.volume_run import VolumeWsolJob, run_volume_wsol
 from pathattn.evaluate.volumes import VolumeRows, coordinate_space, row_map, voxel_counts
 from pathattn.io.bags import read_bag, write_features
 from pathattn.io.coords import PatchCoords, write_coords
 from pathattn.io.scores import read_patch_scores, write_patch_scores
 from pathattn.registry import create_model
+from pathattn.scoremaps import wsol
 from pathattn.tile.volume_grid import box_fractions
 from pathattn.train.mil.system import MILSystem
 

@@ -71,16 +71,20 @@ def test_the_volume_cohort_is_made_by_pathattn_synth_volume(tmp_path):
                        "--n-patients", "3", "--seed", "1", "--shape", "[48,40,12]"]  # fmt: skip
 
 
-@pytest.mark.parametrize(("study", "kinds"), [("all", ["slides", "volumes"]), ("slides", ["slides"]),
-                                              ("volumes", ["volumes"])])  # fmt: skip
-def test_the_studies_of_the_demo(study, kinds):
+@pytest.mark.parametrize(("study", "names"), [("all", ["slides", "volumes"]), ("slides", ["slides"]),
+                                              ("volumes", ["volumes"]),
+                                              ("volume_segmentation", ["volume_segmentation"])])  # fmt: skip
+def test_the_studies_of_the_demo(study, names):
     slides, volumes = demo.DemoCohort(4, 0, 512, 512), demo.VolumeCohort(4, 0)
-    studies = demo.demo_studies(study, slides, volumes, None, "v.yaml")
-    assert [s.kind for s in studies] == kinds
+    studies = demo.demo_studies(study, slides, volumes, {"volumes": "v.yaml"})
+    assert [s.name for s in studies] == names
+    assert all(s.cohort is (slides if s.name == "slides" else volumes) for s in studies)
     repo = demo.repository()
-    configs = {s.kind: s.config(repo) for s in studies}
+    configs = {s.name: s.config(repo) for s in studies}
     assert configs.get("slides", repo / "workflows/demo/config.yaml") == repo / "workflows/demo/config.yaml"
     assert configs.get("volumes", Path("v.yaml").resolve()) == Path("v.yaml").resolve()
+    segmentation = repo / "workflows/demo_segmentation/config.yaml"
+    assert configs.get("volume_segmentation", segmentation) == segmentation and segmentation.is_file()
 
 
 @pytest.mark.parametrize(

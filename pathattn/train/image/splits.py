@@ -14,8 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pathattn.errors import PathattnError
-from pathattn.fitting.splits import Fold, Splits, check_no_leakage, load_splits, stratified_group_split
+from pathattn.fitting.splits import Fold, Splits, check_no_leakage, grouped_folds, load_splits
 from pathattn.io.image_set import ImageSet
 from pathattn.train.image.config import SplitMode
 
@@ -33,17 +32,10 @@ def image_splits(
     strata = images.labels.astype(str)
     if by_centre:
         strata = np.char.add(np.char.add(strata, "@"), np.asarray(images.centres, dtype=str))
-    n_groups = len(np.unique(groups))
-    if n_groups < n_folds:
-        raise PathattnError(f"{n_groups} patients are fewer than --n-folds {n_folds}; use fewer folds")
-    n_inner = max(2, round(1 / val_fraction))
-    folds = []
-    for train, test in stratified_group_split(np.arange(ids.size), strata, groups, n_folds, seed):
-        train, val = stratified_group_split(train, strata, groups, n_inner, seed)[0]
-        folds.append(Fold(*(tuple(ids[np.sort(part)].tolist()) for part in (train, val, test))))
+    folds = grouped_folds(ids, strata, groups, n_folds, val_fraction, seed)
     patients = dict(zip(images.ids, images.patients, strict=True))
     stratify = "label+centre" if by_centre else "label"
-    splits = Splits(tuple(folds), patients, seed, n_folds, float(val_fraction), stratify)
+    splits = Splits(folds, patients, seed, n_folds, float(val_fraction), stratify)
     if mode == "patient":
         check_no_leakage(splits, patients, "image")
     return splits

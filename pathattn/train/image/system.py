@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from pathattn.fitting.gather import gather_outputs
+from pathattn.fitting.trainer import adamw_cosine
 
 
 class ImageSystem(L.LightningModule):
@@ -96,9 +97,4 @@ class ImageSystem(L.LightningModule):
         self.log("val/auroc", classification_metrics(joined["label"], joined["scores"])["auroc"], sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_cosine(self.trainer, self.model.parameters(), self.hparams.lr, self.hparams.weight_decay)

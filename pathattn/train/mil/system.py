@@ -20,6 +20,7 @@ from torch import nn
 from pathattn.errors import PathattnError
 from pathattn.fitting.config import Task
 from pathattn.fitting.gather import gather_outputs
+from pathattn.fitting.trainer import adamw_cosine
 from pathattn.train.mil.config import FeatureNorm, SurvivalLoss
 
 
@@ -120,11 +121,8 @@ class MILSystem(L.LightningModule):
         self._log_metrics("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        steps = max(1, int(self.trainer.estimated_stepping_batches))
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        return adamw_cosine(self.trainer, trained, self.hparams.lr, self.hparams.weight_decay)
 
     # -- losses ------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from pathattn.evaluate import wsol
+from pathattn.scoremaps import wsol
 
 GRID_HALF = wsol.threshold_grid(0.5)  # [0, 0.5]
 GRID_QUARTER = wsol.threshold_grid(0.25)  # [0, 0.25, 0.5, 0.75]

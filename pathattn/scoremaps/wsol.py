@@ -71,22 +71,22 @@ def normalize_map(score_map: np.ndarray, region: np.ndarray | None = None, mode:
     """Min-max normalise a score map to [0, 1] (a constant map becomes zeros).
 
     Args:
-        score_map: (H, W) scores.
-        region: (H, W) bool; min and max are taken inside it and pixels outside are set to 0
+        score_map: (H, W) scores, or (I, J, K) of a volume.
+        region: bool of the map's shape; min and max are taken inside it and pixels outside are set to 0
             (e.g. the tissue of a slide). None: the whole map.
         mode: ``default`` refuses non-finite scores; ``reference`` turns a map with any non-finite score
             into zeros, as the published ``normalize_scoremap`` does.
 
     Returns:
-        (H, W) float64 in [0, 1].
+        The map as float64 in [0, 1].
 
     Raises:
-        ValueError: the map is not 2-D, the region has another shape, or (default mode) a score is not finite.
+        ValueError: the map is not 2-D or 3-D, the region has another shape, or (default mode) a score is not finite.
     """
     _check_mode(mode)
     scores = np.asarray(score_map, np.float64)
-    if scores.ndim != 2:
-        raise ValueError(f"a score map must be 2-D (H, W); got shape {scores.shape}")
+    if scores.ndim not in (2, 3):
+        raise ValueError(f"a score map must be 2-D (H, W) or 3-D (I, J, K); got shape {scores.shape}")
     inside = np.ones(scores.shape, bool) if region is None else np.asarray(region, bool)
     if inside.shape != scores.shape:
         raise ValueError(f"region of shape {inside.shape} does not match the score map's {scores.shape}")
