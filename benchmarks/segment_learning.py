@@ -55,9 +55,10 @@ def report(network: str, metrics: dict, seconds: float) -> None:
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"\n{network}: {parameters(metrics) / 1e6:.2f} M parameters, fit + test {seconds / 60:.1f} min "
           f"({'reused' if not seconds else 'this run'}), folds {[f['fold'] for f in folds]}")  # fmt: skip
-    print(f"  lesion Dice (volumes with lesions) {fmt(lesion['dice_mean_positive'])}, all volumes "
-          f"{fmt(lesion['dice_mean'])}, HD95 {fmt(lesion['hd95_mean'])} mm, NSD {fmt(lesion['nsd_mean'])}, "
-          f"lesion recall {fmt(lesion['lesion_recall'])}, precision {fmt(lesion['lesion_precision'])}")  # fmt: skip
+    print(f"  Dice of volumes with lesions {fmt(lesion['dice_mean_positive'])}, of all volumes "
+          f"{fmt(lesion['dice_mean'])}, HD95 {fmt(lesion['hd95_mean'])} mm, NSD {fmt(lesion['nsd_mean'])}")  # fmt: skip
+    print(f"  lesion-wise Dice {fmt(lesion.get('lesion_dice'))}, lesion recall {fmt(lesion['lesion_recall'])}, "
+          f"precision {fmt(lesion['lesion_precision'])}")  # fmt: skip
     bins: dict[str, list[int]] = {}
     for fold in folds:
         for name, counts in fold["classes"]["1"]["recall_by_size"].items():

@@ -31,8 +31,9 @@ from pathattn.scoremaps.images import read_rgb
 
 RERUN = "re-run 'pathattn segment fit'"
 OVERLAYS = 3  # QC montages per run
-SUMMARY_COLUMNS = {"lesion Dice": "dice_mean_positive", "Dice": "dice_mean", "HD95 (mm)": "hd95_mean"}
-DETECTION_COLUMNS = {"lesion recall": "lesion_recall", "lesion precision": "lesion_precision"}
+SUMMARY_COLUMNS = {"Dice (volumes with lesions)": "dice_mean_positive", "Dice": "dice_mean", "HD95 (mm)": "hd95_mean"}
+DETECTION_COLUMNS = {"lesion-wise Dice": "lesion_dice", "lesion recall": "lesion_recall",
+                     "lesion precision": "lesion_precision"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -230,13 +231,15 @@ split): the mean over the folds, counts summed over them.</p>
 {% from "macros" import table %}{{ table(data.headers, data.rows, "segment") }}
 <h3>Lesion recall by lesion volume</h3>
 {{ table(data.size_headers, data.size_rows, "segment-sizes") }}
-<p class="note">Lesion Dice: mean over the held-out volumes with a lesion; Dice: over every held-out volume (1 where
-truth and prediction are both empty). HD95: 95th percentile of the surface distances, undefined where only one of
-truth and prediction is empty (left out of the mean); NSD: normalised surface Dice at the tolerance given. A lesion
-(a connected component) is detected when the prediction touches it; precision counts the predicted components
-touching a lesion; false-positive volumes: volumes without lesion where one was predicted. PxAP: voxel
-precision-recall area of each attention gate's map against the lesions; the uniform map's PxAP is the lesion
-prevalence, so a gate at or below it localizes nothing. Recall by volume: detected/lesions (recall).</p>
+<p class="note">Dice (volumes with lesions): mean over the held-out volumes with a lesion; Dice: over every held-out
+volume (1 where truth and prediction are both empty); lesion-wise Dice: mean over every true lesion of its Dice with
+the predicted components touching it (0 when missed) and over every false-positive component (0 each). HD95: 95th
+percentile of the surface distances, undefined where only one of truth and prediction is empty (left out of the
+mean); NSD: normalised surface Dice at the tolerance given. A lesion (a connected component) is detected when the
+prediction touches it; precision counts the predicted components touching a lesion; false-positive volumes: volumes
+without lesion where one was predicted. PxAP: voxel precision-recall area of each attention gate's map against the
+lesions; the uniform map's PxAP is the lesion prevalence, so a gate at or below it localizes nothing. Recall by
+volume: detected/lesions (recall).</p>
 <img class="figure" src="{{ data.uri }}" alt="Dice of each held-out volume with a lesion, per run">
 {% for g in data.overlays %}<h3>{{ g.run }}: held-out volumes with the largest lesions</h3>
 <div class="pair">{% for f in g.figures %}<figure><img src="{{ f.uri }}" alt="QC montage: {{ f.caption }}">

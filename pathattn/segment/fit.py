@@ -43,7 +43,15 @@ from pathattn.segment.predict import PredictOptions, predict_cases
 from pathattn.segment.system import SegmentationSystem
 from pathattn.volumes.prepare import PrepareParams
 
-SUMMARY_KEYS = ("dice_mean_positive", "dice_mean", "hd95_mean", "nsd_mean", "lesion_recall", "lesion_precision")
+SUMMARY_KEYS = (
+    "dice_mean_positive",
+    "dice_mean",
+    "hd95_mean",
+    "nsd_mean",
+    "lesion_dice",
+    "lesion_recall",
+    "lesion_precision",
+)
 
 
 def labelled_entries(samples: Path) -> list[VolumeEntry]:

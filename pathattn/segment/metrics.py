@@ -20,7 +20,10 @@ An undefined HD95 is written as an empty cell and left out of the means (the sum
 
 **Lesions** are the 26-connected components of a class. A true lesion is *detected* when a predicted voxel of
 the class lies in it; a predicted component is a *true positive* when it touches a true lesion. Recall is
-reported by lesion volume (``size_bins``, mL) and overall; precision over all predicted components.
+reported by lesion volume (``size_bins``, mL) and overall; precision over all predicted components. The
+**lesion-wise Dice** (BraTS 2023's, without its dilation of the truth) is the mean over every true lesion of its
+Dice with the predicted components that touch it (0 when missed) and over every false-positive component (0
+each): one number in which a missed small lesion weighs as much as a large one.
 """
 
 from __future__ import annotations
@@ -71,16 +74,25 @@ def surface_metrics(pred: np.ndarray, truth: np.ndarray, spacing: Sequence[float
 
 
 def lesion_rows(pred: np.ndarray, truth: np.ndarray, voxel_ml: float) -> tuple[list[dict], int, int]:
-    """Every true lesion (its volume, whether detected) and the predicted components (all, touching a lesion)."""
+    """Every true lesion (volume, whether detected, lesion-wise Dice) and the predicted components (all, touching one).
+
+    Args:
+        pred: (I, J, K) bool, one class's prediction.
+        truth: (I, J, K) bool, its truth.
+        voxel_ml: the volume of a voxel in mL.
+    """
     truth_parts, n_truth = ndimage.label(truth, CONNECTIVITY)
     pred_parts, n_pred = ndimage.label(pred, CONNECTIVITY)
-    sizes = np.bincount(truth_parts.ravel(), minlength=n_truth + 1)
-    hit = np.bincount(truth_parts[pred].ravel(), minlength=n_truth + 1) > 0
-    rows = [
-        {"lesion": i, "volume_ml": float(sizes[i] * voxel_ml), "detected": bool(hit[i])} for i in range(1, n_truth + 1)
-    ]
-    touching = np.unique(pred_parts[truth & pred])
-    return rows, int(n_pred), int(np.count_nonzero(touching))
+    rows = []
+    for i in range(1, n_truth + 1):
+        lesion = truth_parts == i
+        touching = np.unique(pred_parts[lesion & pred])
+        matched = np.isin(pred_parts, touching[touching > 0])
+        size, overlap = int(lesion.sum()), int((lesion & matched).sum())
+        dice = 2 * overlap / (size + int(matched.sum())) if overlap else 0.0
+        rows.append({"lesion": i, "volume_ml": float(size * voxel_ml), "detected": bool(overlap), "dice": dice})
+    true_components = np.unique(pred_parts[truth & pred])
+    return rows, int(n_pred), int(np.count_nonzero(true_components))
 
 
 def case_metrics(
@@ -135,6 +147,7 @@ def summarize(
             by_size[name] = {"lesions": len(members), "detected": sum(r["detected"] for r in members),
                              "recall": _mean([float(r["detected"]) for r in members])}  # fmt: skip
         n_pred = sum(r["predicted_components"] for r in rows)
+        false_components = n_pred - sum(r["true_positive_components"] for r in rows)
         summary[str(c)] = {
             "cases": len(rows), "cases_with_class": len(positive),
             "dice_mean": _mean([r["dice"] for r in rows]), "dice_mean_positive": _mean([r["dice"] for r in positive]),
@@ -142,6 +155,7 @@ def summarize(
             "nsd_mean": _mean([r["nsd"] for r in rows]),
             "false_positive_cases": sum(r["truth_ml"] == 0 and r["predicted_ml"] > 0 for r in rows),
             "lesions": len(found), "lesion_recall": _mean([float(r["detected"]) for r in found]),
+            "lesion_dice": _mean([r["dice"] for r in found] + [0.0] * false_components),
             "lesion_precision": sum(r["true_positive_components"] for r in rows) / n_pred if n_pred else None,
             "recall_by_size": by_size,
         }  # fmt: skip

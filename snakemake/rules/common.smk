@@ -114,9 +114,6 @@ def check_row(sheet, line, row):
         raise WorkflowError(
             f"sample sheet {sheet} line {line}: train.task {TASK} needs a value in column(s) {', '.join(missing)}"
         )
-    if TASK is None and not ("label" in record or {"time", "event"} <= set(record)):
-        # a study that only segments needs no class or follow-up; the row schema asks for one of them
-        record["label"] = "none"
     check_schema(record, SAMPLE_SCHEMAS[KIND], f"sample sheet {sheet} line {line}")
 
 

@@ -42,13 +42,14 @@ def test_lesions_are_detected_by_overlap_and_binned_by_volume() -> None:
     pred[cube(shape, (4, 4, 4), 10)] = 1
     pred[cube(shape, (25, 2, 2), 2)] = 1  # a false positive component
     rows, lesions = case_metrics(pred, truth, (2.0, 2.0, 2.0), n_classes=2, tolerance_mm=2.0)
-    assert [(r["volume_ml"], r["detected"]) for r in lesions] == [
-        (pytest.approx(8.0), True),
-        (pytest.approx(0.064), False),
+    assert [(r["volume_ml"], r["detected"], r["dice"]) for r in lesions] == [
+        (pytest.approx(8.0), True, pytest.approx(2 * 8**3 / 2000)),  # the shifted cube shares 8^3 voxels
+        (pytest.approx(0.064), False, 0.0),
     ]
     assert rows[0]["lesions"] == 2 and rows[0]["predicted_components"] == 2 and rows[0]["true_positive_components"] == 1
     summary = summarize([{"volume_id": "a", **r} for r in rows], lesions, 2, (1.0, 5.0, 20.0))["1"]
     assert summary["lesion_recall"] == 0.5 and summary["lesion_precision"] == 0.5
+    assert summary["lesion_dice"] == pytest.approx((2 * 8**3 / 2000 + 0 + 0) / 3)  # found, missed, false positive
     assert summary["recall_by_size"]["<1 mL"] == {"lesions": 1, "detected": 0, "recall": 0.0}
     assert summary["recall_by_size"]["5-20 mL"] == {"lesions": 1, "detected": 1, "recall": 1.0}
     assert summary["recall_by_size"][">20 mL"]["recall"] is None
