@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from pathattn.synth.wsi import write_slide
+# Triton decides at @triton.jit time whether a kernel runs in its CPU interpreter, so the switch is set before
+# any kernel module is imported: without a GPU, the Triton kernels are tested in the interpreter (correctness).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from pathattn.synth.wsi import write_slide  # noqa: E402
 
 
 @dataclass(frozen=True)
