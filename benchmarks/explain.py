@@ -99,6 +99,11 @@ def benchmark(size: int, args: argparse.Namespace, rates: dict[str, float]) -> d
     return times
 
 
+# the cached search before the masked_pool op (dev VM, 2 cores, 2026-11-22, docs/performance.md): seconds by N
+BEFORE = {1000: 0.68, 10000: 14.0, 100000: 116.0}
+GOAL_N, GOAL_SECONDS = 100_000, 20.0  # issue 16's CPU goal: HIPPO's greedy search at N = 100k, 1,000 rounds
+
+
 def cell(times: dict[str, tuple[float, bool]], name: str) -> tuple[str, str]:
     """A search's seconds and its ratio to the cached search, as table cells (estimates marked)."""
     if name not in times:
@@ -127,12 +132,18 @@ def main() -> None:
     for size in sorted(args.sizes):
         times = benchmark(size, args, rates)
         rows.append((size, times))
-    print("| N | rounds | cached s | generic s | hippo-nn s | generic / cached | hippo-nn / cached |")
-    print("|---|---|---|---|---|---|---|")
+    print("| N | rounds | cached s | cached s before | before / now | generic s | hippo-nn s | generic / cached | "
+          "hippo-nn / cached |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
     for size, times in rows:
         generic, hippo_nn = cell(times, "generic"), cell(times, "reference")
-        print(f"| {size:,} | {max(1, size // 100)} | {times['cached'][0]:.3f} | {generic[0]} | {hippo_nn[0]} | "
-              f"{generic[1]} | {hippo_nn[1]} |")  # fmt: skip
+        now, before = times["cached"][0], BEFORE.get(size)
+        earlier = ("-", "-") if before is None else (f"{before:,.2f}", f"{before / now:,.1f}x")
+        print(f"| {size:,} | {max(1, size // 100)} | {now:.3f} | {earlier[0]} | {earlier[1]} | {generic[0]} | "
+              f"{hippo_nn[0]} | {generic[1]} | {hippo_nn[1]} |")  # fmt: skip
+        if size == GOAL_N:
+            verdict = "met" if now < GOAL_SECONDS else "NOT met"
+            print(f"goal: cached search at N = {GOAL_N:,} under {GOAL_SECONDS:.0f} s: {verdict} ({now:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,9 @@ oracle of the Triton kernels, which live one folder per op (``kernel.py`` with t
 code, ``function.py`` with the launcher and ``autograd.Function``) as they are added.
 """
 
-from .reference import attention_pool, masked_softmax
+from .abmil_pool import abmil_pool
+from .attention_gate import attention_gate
+from .masked_pool import masked_pool
+from .reference import ABMILWeights, attention_pool, masked_softmax
 
-__all__ = ["attention_pool", "masked_softmax"]
+__all__ = ["ABMILWeights", "abmil_pool", "attention_gate", "attention_pool", "masked_pool", "masked_softmax"]

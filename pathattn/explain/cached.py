@@ -9,15 +9,17 @@ contribution of the instance embedding and ``b`` the head's bias, the logits of 
     ``logits(S) = (1/M) sum_m [sum_{i in S} e_im z_i] / [sum_{i in S} e_im] + b``,  ``e_im = exp(a_im - c_m)``
 
 for any shift ``c_m``; an empty S gives ``b`` (the models pool an empty bag to zeros). So (a, z, b) are
-computed once (one network pass over the bag), and removing or adding candidate j is
-``(Sz_m -+ e_jm z_j) / (S_m -+ e_jm)``: every candidate of a round costs O(M C) instead of a forward pass.
+computed once (one network pass over the bag), and every counterfactual bag is a masked softmax pooling of
+them: :func:`pathattn.kernels.masked_pool` (the Triton kernels on a GPU, the torch reference on a CPU). A
+greedy round (every candidate removed, or added) is its ``all_but_one`` (``add_one``) rule: the bag is pooled
+once, and removing or adding candidate j updates that pooling in O(M C), so a round costs O(N M C) in all.
 
-Exactness: the sums are float64 and recomputed from scratch every round (no drift across rounds), with the
-shift ``c_m`` = the largest logit of the bag and candidates (no overflow). When a removal takes away almost
-all of a head's attention mass (``S_m - e_jm < 1e-3 S_m``), the subtraction would lose digits, so that
-candidate's logits are recomputed as an exact masked softmax over what is left (also the path of an empty
-bag). pathattn's ABMIL, CLAM-SB, ACMIL (its slide head) and mean pooling (a = 0) provide the terms; other
-models (max pooling, models with instance interactions) are served by the generic back end.
+Exactness: the terms are float64 and the bag is pooled from scratch at every call (no drift across rounds),
+with the largest logit of the bag as the shift (no overflow). When a removal takes away almost all of a head's
+attention (less than ``cancellation(float64)`` = 1e-3 of it left), the subtraction would lose digits, so that
+candidate's logits are recomputed as an exact masked softmax over what is left (also the path of an empty bag).
+pathattn's ABMIL, CLAM-SB, ACMIL (its slide head) and mean pooling (a = 0) provide the terms; other models
+(max pooling, models with instance interactions) are served by the generic back end.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from pathattn.kernels import masked_pool
+from pathattn.kernels.masked_pool import Rule
 from pathattn.models.mil.base import InstanceSeparable, InstanceTerms
 
-CANCELLATION = 1e-3  # recompute exactly when a removal leaves less than this share of a head's attention mass
 WEIGHTS_PER_STEP = 1 << 22  # bags x instances x heads per step of an exact evaluation (32 MiB of float64)
 
 
@@ -65,13 +68,18 @@ class CachedBackend:
     """Counterfactual logits from cached instance terms (module docstring).
 
     Args:
-        terms: the float64 terms of the pool's P instances (:func:`instance_terms`).
+        terms: the float64 terms of the pool's P instances (:func:`instance_terms`), on the model's device.
     """
 
     name = "cached"
 
     def __init__(self, terms: InstanceTerms) -> None:
         self.terms = terms
+        # instances last in memory ((M, P) and (C, P) storage): masked_pool's passes run along contiguous rows
+        self.attention = terms.attention.T.contiguous().T
+        self.contributions = terms.contributions.T.contiguous().T
+        # a round is a few passes over ~1 MB arrays: on a CPU, more threads only wait for each other
+        self.threads = 1 if terms.attention.device.type == "cpu" else None
 
     @property
     def n_pool(self) -> int:
@@ -85,42 +93,34 @@ class CachedBackend:
             masks: (B, P) bool, True for the instances in each bag.
 
         Returns:
-            (B, C) float64 logits; an empty bag gives the head's bias.
+            (B, C) float64 logits on the CPU; an empty bag gives the head's bias.
         """
-        chunk = max(1, WEIGHTS_PER_STEP // self.terms.attention.numel())
-        return torch.cat([self._masked_logits(masks[s : s + chunk]) for s in range(0, len(masks), chunk)])
-
-    def _masked_logits(self, masks: torch.Tensor) -> torch.Tensor:
-        a, z = self.terms.attention, self.terms.contributions
-        filled = a[None].masked_fill(~masks[..., None], float("-inf"))  # (B, P, M)
-        peak = filled.amax(dim=1, keepdim=True).nan_to_num(neginf=0.0)
-        weights = torch.exp(filled - peak)  # 0 outside the bag
-        total = weights.sum(dim=1)  # (B, M)
-        pooled = torch.einsum("bpm,pc->bmc", weights, z) / total.clamp_min(torch.finfo(total.dtype).tiny)[..., None]
-        return pooled.mean(dim=1) + self.terms.bias
+        masks = masks.to(self.attention.device)
+        chunk = max(1, WEIGHTS_PER_STEP // self.attention.numel())
+        parts = [masked_pool(self.attention, self.contributions, masks[start : start + chunk])
+                 for start in range(0, len(masks), chunk)]  # fmt: skip
+        return self._head(torch.cat(parts))
 
     def toggle(self, alive: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """(n, C) logits of ``alive`` (P,) with each of ``candidates`` (n,) flipped (:class:`Backend` contract).
 
-        One pass of sums over the bag, then O(M C) per candidate; exact recompute where a removal cancels.
+        Candidates in the bag are removed (``all_but_one``), the others added (``add_one``): O(P M C) in all.
         """
-        a, z = self.terms.attention, self.terms.contributions
-        shift = torch.cat([a[alive], a[candidates]]).amax(dim=0)  # (M,); the bag may be empty (insertion)
-        exp = torch.exp(a[candidates] - shift)  # (n, M), <= 1
-        kept = torch.exp(a[alive] - shift)  # (|alive|, M)
-        total = kept.sum(dim=0)  # (M,)
-        weighted = kept.T @ z[alive]  # (M, C)
-        e = torch.where(alive[candidates, None], -exp, exp)  # (n, M): removal subtracts, insertion adds
-        denominator = total + e  # (n, M)
-        z_candidates = z[candidates]  # (n, C)
-        logits = self.terms.bias.expand(len(candidates), -1).clone()
-        for m in range(a.shape[1]):  # heads: 1, or ACMIL's few branches
-            head = (weighted[m] + e[:, m, None] * z_candidates) / denominator[:, m, None]
-            logits += head / a.shape[1]
-        unsafe = (denominator <= CANCELLATION * total).any(dim=1)
-        if unsafe.any():
-            rows = unsafe.nonzero()[:, 0]
-            masks = alive.expand(len(rows), -1).clone()
-            masks[torch.arange(len(rows)), candidates[rows]] ^= True
-            logits[rows] = self.logits(masks)
-        return logits
+        alive, candidates = alive.to(self.attention.device), candidates.to(self.attention.device)
+        inside = alive[candidates]
+        n_inside = int(inside.sum())
+        if n_inside in (0, len(candidates)):  # a greedy round: every candidate removed, or every one added
+            return self._head(self._pooled("all_but_one" if n_inside else "add_one", alive, candidates))
+        pooled = self.contributions.new_empty(len(candidates), self.attention.shape[1], self.contributions.shape[1])
+        pooled[inside] = self._pooled("all_but_one", alive, candidates[inside])
+        pooled[~inside] = self._pooled("add_one", alive, candidates[~inside])
+        return self._head(pooled)
+
+    def _pooled(self, rule: Rule, alive: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """(n, M, C) per-head pooled contributions of ``alive`` with each candidate removed or added (``rule``)."""
+        return masked_pool(self.attention, self.contributions, rule=rule, keep=alive, indices=candidates)
+
+    def _head(self, pooled: torch.Tensor) -> torch.Tensor:
+        """(B, C) float64 CPU logits of the per-head pooled contributions (B, M, C): their mean plus the bias."""
+        heads = pooled[:, 0] if pooled.shape[1] == 1 else pooled.mean(dim=1)  # one head: no reduction pass
+        return (heads + self.terms.bias).cpu()

@@ -23,6 +23,7 @@ class GenericBackend:
     """
 
     name = "generic"
+    threads = None  # network passes: torch's threads
 
     def __init__(self, network: nn.Module, pool: torch.Tensor, max_batch_instances: int = 65536) -> None:
         if max_batch_instances < 1:

@@ -25,6 +25,7 @@ import torch
 from pathattn.errors import PathattnError
 from pathattn.explain.model import Scoring
 from pathattn.explain.options import OPTIMIZERS, Objective, Optimizer
+from pathattn.threads import intra_op_threads
 
 Mode = Literal["remove", "insert"]
 
@@ -36,6 +37,7 @@ class Backend(Protocol):
     """
 
     name: str
+    threads: int | None  # torch's intra-op threads for a search's rounds (None: as they are)
 
     def logits(self, masks: torch.Tensor) -> torch.Tensor:
         """(B, C) float64 logits of the bags ``masks`` (B, P) bool; an empty bag gives the head's bias."""
@@ -160,21 +162,22 @@ def greedy_search(
     decisions = [int(scoring.decisions(first)[0])] if decide else []
     remaining = torch.ones(len(candidates), dtype=torch.bool)
     order: list[int] = []
-    for _ in range(rounds):
-        pool_index = candidates[remaining]
-        logits = backend.toggle(alive, pool_index)
-        scores = scoring.values(logits)
-        pick = choose(scores, float(values[-1]), optimizer)
-        chosen = int(pool_index[pick])
-        order.append(chosen)
-        alive[chosen] = mode == "insert"
-        remaining[torch.searchsorted(candidates, chosen)] = False  # candidates are sorted
-        values.append(scores[pick])
-        outputs.append(scoring.outputs(logits[pick : pick + 1])[0])
-        if decide:
-            decisions.append(int(scoring.decisions(logits[pick : pick + 1])[0]))
-        if stop_on_flip and decisions[-1] != decisions[0]:
-            break
+    with intra_op_threads(backend.threads):  # the rounds: many small passes over P instances
+        for _ in range(rounds):
+            pool_index = candidates[remaining]
+            logits = backend.toggle(alive, pool_index)
+            scores = scoring.values(logits)
+            pick = choose(scores, float(values[-1]), optimizer)
+            chosen = int(pool_index[pick])
+            order.append(chosen)
+            alive[chosen] = mode == "insert"
+            remaining[torch.searchsorted(candidates, chosen)] = False  # candidates are sorted
+            values.append(scores[pick])
+            outputs.append(scoring.outputs(logits[pick : pick + 1])[0])
+            if decide:
+                decisions.append(int(scoring.decisions(logits[pick : pick + 1])[0]))
+            if stop_on_flip and decisions[-1] != decisions[0]:
+                break
     flips = [step for step, decision in enumerate(decisions) if decision != decisions[0]]
     return SearchResult(
         mode=mode,

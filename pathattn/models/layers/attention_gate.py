@@ -22,6 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from pathattn.kernels import attention_gate
+
 SpatialDims = Literal[2, 3]
 CONV = {2: nn.Conv2d, 3: nn.Conv3d}
 BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -65,14 +67,12 @@ class GridAttentionGate(nn.Module):
         norm = BATCH_NORM[spatial_dims](in_channels)
         self.output = nn.Sequential(conv(in_channels, in_channels, kernel_size=1), norm)
 
-    def coefficients(self, x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """alpha (B, 1, *x.spatial) in (0, 1): the gate's attention, resampled to x's grid."""
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gate x (B, F_x, *S) by g (B, F_g, *S_g): ``(W(alpha * x), alpha)``, alpha (B, 1, *S).
+
+        The element-wise part between the convolutions is :func:`pathattn.kernels.attention_gate` (fused on CUDA).
+        """
         theta_x = self.theta(x)
         phi_g = resample(self.phi(g), theta_x.shape[2:])
-        coarse = torch.sigmoid(self.psi(F.relu(theta_x + phi_g)))
-        return resample(coarse, x.shape[2:])
-
-    def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gate x (B, F_x, *S) by g (B, F_g, *S_g): ``(W(alpha * x), alpha)``, alpha (B, 1, *S)."""
-        alpha = self.coefficients(x, g)
-        return self.output(alpha * x), alpha
+        gated, alpha = attention_gate(theta_x, phi_g, self.psi.weight.flatten(), self.psi.bias, x)
+        return self.output(gated), alpha

@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pathattn.kernels import attention_pool
 from pathattn.models.layers import AttentionScorer
-from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder, linear_head_terms
+from pathattn.models.mil.base import MILModel, MILOutput, instance_encoder, linear_head_terms
 from pathattn.registry import register_model
 
 if TYPE_CHECKING:
@@ -68,6 +67,9 @@ class ABMIL(MILModel):
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> MILOutput:
         """Bag logits and raw attention.
 
+        With no dropout active (eval mode, or p = 0) the encoder, attention and pooling run as one fused op
+        (:meth:`~pathattn.models.layers.AttentionScorer.pool`).
+
         Args:
             features: (B, N, D) instance features.
             mask: (B, N) True for real instances; None when no bag is padded.
@@ -75,26 +77,9 @@ class ABMIL(MILModel):
         Returns:
             logits (B, C), attention (B, N, 1) raw logits with -inf at padding, no extras.
         """
-        _, attention, logits = self.attend(features, mask)
-        return MILOutput(logits, attention, {})
-
-    def attend(
-        self, features: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Run the network, keeping the instance embeddings (for models built on ABMIL).
-
-        Args:
-            features: (B, N, D) instance features.
-            mask: (B, N) True for real instances, or None.
-
-        Returns:
-            embeddings: (B, N, L), attention: (B, N, 1) raw logits with -inf at padding, logits: (B, C).
-        """
         features, mask = self.prepare(features, mask)
-        embeddings = self.encoder(features)
-        scores = self.attention(embeddings)
-        pooled, _ = attention_pool(scores, embeddings, mask)
-        return embeddings, fill_padding(scores, mask), self.head(pooled[:, 0])
+        pooled, attention = self.attention.pool(features, mask, self.encoder)
+        return MILOutput(self.head(pooled[:, 0]), attention, {})
 
     def instance_terms(self, features: torch.Tensor) -> InstanceTerms:
         """Attention logits and head contributions of every instance (``InstanceSeparable``, in ``base``).

@@ -29,7 +29,8 @@ from torch.nn import functional as F
 
 from pathattn.kernels import masked_softmax
 from pathattn.models.layers import AttentionScorer
-from pathattn.models.mil.base import MILModel, MILOutput, fill_padding, instance_encoder, linear_head_terms
+from pathattn.models.layers.attention import dropout_active, pool_logits
+from pathattn.models.mil.base import MILModel, MILOutput, instance_encoder, linear_head_terms
 from pathattn.registry import register_model
 
 if TYPE_CHECKING:
@@ -77,6 +78,10 @@ class ACMIL(MILModel):
     ) -> MILOutput:
         """Slide logits, branch logits and raw branch attention.
 
+        Encoder, attention and pooling run as one fused op where no dropout is active
+        (:meth:`~pathattn.models.layers.AttentionScorer.pool`), with STKIM's choice as a per-branch mask; choosing
+        needs the logits, so masking runs the network once more, without gradients.
+
         Args:
             features: (B, N, D) instance features.
             mask: (B, N) True for real instances; None when no bag is padded.
@@ -87,18 +92,41 @@ class ACMIL(MILModel):
             instances; extras ``branch_logits`` (B, M, C) and ``masked`` (B, N, M) bool (STKIM's choice).
         """
         features, mask = self.prepare(features, mask)
-        embeddings = self.encoder(features)
-        attention = fill_padding(self.attention(embeddings), mask)
-        masked = torch.zeros_like(attention, dtype=torch.bool)
         if self.training and self.top_k > 0 and self.mask_prob > 0:
-            masked = stochastic_topk_mask(attention, self.top_k, self.mask_prob, generator=generator)
-            attention = attention.masked_fill(masked, float("-inf"))
-        weights = masked_softmax(attention, torch.isfinite(attention), dim=1)
-        pooled = torch.einsum("bnm,bnl->bml", weights, embeddings)
+            pooled, attention, masked = self.masked_pool(features, mask, generator)
+        else:
+            pooled, attention = self.attention.pool(features, mask, self.encoder)
+            masked = torch.zeros_like(attention, dtype=torch.bool)
         branch_logits = torch.stack([head(pooled[:, m]) for m, head in enumerate(self.branch_heads)], dim=1)
-        slide_embedding = torch.einsum("bn,bnl->bl", weights.mean(dim=-1), embeddings)
+        slide_embedding = pooled.mean(dim=1)  # pooling with the branches' mean softmax = the mean of the poolings
         extras = {"branch_logits": branch_logits, "masked": masked}
         return MILOutput(self.slide_head(slide_embedding), attention, extras)
+
+    def masked_pool(
+        self, features: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """STKIM: choose the instances to drop from the branches' logits, then pool without them.
+
+        Args:
+            features: (B, N, D) instance features (padding zeroed).
+            mask: (B, N) True for real instances, or None.
+            generator: RNG for the choice, or None.
+
+        Returns:
+            pooled: (B, M, L), attention: (B, N, M) raw logits with -inf at padding and masked instances, and
+            masked: (B, N, M) bool.
+        """
+        keep = torch.ones_like(features[..., 0], dtype=torch.bool) if mask is None else mask
+        if dropout_active(self.encoder, self.attention):  # the choice must see the dropout draw that is pooled
+            embeddings = self.encoder(features)
+            logits = self.attention(embeddings)
+            filled = logits.masked_fill(~keep[..., None], float("-inf"))
+            masked = stochastic_topk_mask(filled, self.top_k, self.mask_prob, generator=generator)
+            return *pool_logits(logits, embeddings, keep[..., None] & ~masked), masked
+        with torch.no_grad():  # fused: the choice needs the logits first, and takes no gradient
+            _, attention = self.attention.pool(features, mask, self.encoder)
+        masked = stochastic_topk_mask(attention, self.top_k, self.mask_prob, generator=generator)
+        return *self.attention.pool(features, keep[..., None] & ~masked, self.encoder), masked
 
     def instance_terms(self, features: torch.Tensor) -> InstanceTerms:
         """The slide head's terms: its logits pool the branch terms with the mean of the branches' softmax.

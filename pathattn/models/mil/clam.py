@@ -65,6 +65,9 @@ class CLAMSB(ABMIL):
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> MILOutput:
         """Bag logits, raw attention and every instance classifier's logits.
 
+        The instance classifiers need the embeddings, so the encoder runs on its own; the attention and pooling are
+        fused where no dropout is active (:meth:`~pathattn.models.layers.AttentionScorer.pool`).
+
         Args:
             features: (B, N, D) instance features.
             mask: (B, N) True for real instances; None when no bag is padded.
@@ -73,7 +76,10 @@ class CLAMSB(ABMIL):
             logits (B, C), attention (B, N, 1) raw logits with -inf at padding, extras ``instance_logits``
             (B, N, C, 2): the logits of class c's instance classifier (negative, positive) for every instance.
         """
-        embeddings, attention, logits = self.attend(features, mask)
+        features, mask = self.prepare(features, mask)
+        embeddings = self.encoder(features)
+        pooled, attention = self.attention.pool(embeddings, mask)
+        logits = self.head(pooled[:, 0])
         instance_logits = torch.stack([classifier(embeddings) for classifier in self.instance_classifiers], dim=2)
         return MILOutput(logits, attention, {"instance_logits": instance_logits})
 
