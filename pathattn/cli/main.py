@@ -31,8 +31,8 @@ from pathattn.cli.options import option_name, type_words, use_conventions
 from pathattn.errors import PathattnError
 
 COMMANDS = (
-    "tile", "extract", "train", "classify", "segment", "predict", "heatmap", "explain", "cams", "evaluate", "report",
-    "synth", "demo",
+    "tile", "extract", "bags", "train", "classify", "segment", "predict", "heatmap", "explain", "cams", "evaluate",
+    "report", "synth", "demo",
 )  # fmt: skip
 _PARSER_KEY = re.compile(r'^Parser key "([\w.]+)":')
 _BAD_VALUE = re.compile(r'^Parser key "([\w.]+)":.*?(?:Got value|Given value): (.*)$')

@@ -37,6 +37,7 @@ class TrainerSettings:
         patience: early-stopping patience in epochs on ``monitor``.
         monitor: the logged validation metric of early stopping and checkpoint selection, e.g. ``val/loss``.
         monitor_mode: ``min`` or ``max``: whether a lower or a higher ``monitor`` is better.
+        log_every_n_steps: training losses are logged every this many optimiser steps (1: every step).
     """
 
     max_epochs: int = 20
@@ -48,6 +49,7 @@ class TrainerSettings:
     patience: int = 5
     monitor: str = "val/loss"
     monitor_mode: MonitorMode = "min"
+    log_every_n_steps: int = 1
 
     @classmethod
     def of(cls, options: Any) -> TrainerSettings:

@@ -39,7 +39,8 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
         folder: where the checkpoints and logs go.
         validate: whether the fit has a validation set. With one, ``best.ckpt`` is the best epoch on
             ``settings.monitor`` and training stops after ``settings.patience`` epochs without improvement;
-            without, ``best.ckpt`` is the last epoch and every epoch runs.
+            without, every epoch runs and ``best.ckpt`` and ``last.ckpt`` are the last epoch, written at its end
+            only (not after every epoch: on many small bags the writes would cost more than the training).
 
     Returns:
         The Trainer; its ``checkpoint_callback`` names the selected checkpoint after ``fit``
@@ -49,7 +50,10 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
         PathattnError: Lightning rejects the accelerator, devices, strategy or precision on this machine.
     """
     mode, monitor = settings.monitor_mode, settings.monitor if validate else None
-    checkpoint = ModelCheckpoint(folder / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True)
+    every = 1 if validate else settings.max_epochs  # without validation: once, after the last epoch
+    checkpoint = ModelCheckpoint(
+        folder / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True, every_n_epochs=every
+    )
     callbacks: list[L.Callback] = [checkpoint]
     if validate:
         callbacks.append(EarlyStopping(settings.monitor, patience=settings.patience, mode=mode, check_finite=False))
@@ -58,8 +62,8 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
             max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=settings.devices,
             strategy=settings.strategy, precision=settings.precision, deterministic=settings.deterministic,
             logger=[CSVLogger(folder, name="logs"), TensorBoardLogger(folder, name="tensorboard")],
-            callbacks=callbacks, default_root_dir=folder, log_every_n_steps=1, enable_model_summary=False,
-            enable_progress_bar=False, num_sanity_val_steps=0,
+            callbacks=callbacks, default_root_dir=folder, log_every_n_steps=settings.log_every_n_steps,
+            enable_model_summary=False, enable_progress_bar=False, num_sanity_val_steps=0,
         )  # fmt: skip
     except MisconfigurationException as err:
         chosen = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -77,6 +79,33 @@ def test_both_back_ends_find_the_same_search_paths(name, bag):
         np.testing.assert_array_equal(cached.order, generic.order)
         np.testing.assert_allclose(cached.values, generic.values, atol=1e-5)
     assert np.all(found["cached"][1].order >= 40)  # donors only
+
+
+@pytest.mark.parametrize("name", ["abmil", "acmil"])
+def test_the_torch_and_triton_kernels_give_the_same_explanations(name, bag, monkeypatch):
+    """The cached back end's masked_pool (and the models' abmil_pool) on both paths (Triton: the CPU interpreter)."""
+    features, donors = bag
+    model = explained(name, seed=5)
+    scoring = Scoring(model, "prob", class_index=1)
+    launchers = importlib.import_module("pathattn.kernels.masked_pool.function")
+    calls = []
+    removed = launchers.masked_pool_removed
+    monkeypatch.setattr(launchers, "masked_pool_removed", lambda *args: calls.append(1) or removed(*args))
+    found = {}
+    for path in ("torch", "triton"):
+        monkeypatch.setenv("PATHATTN_KERNELS", path)
+        explainer = Explainer(model, features, donors=donors, backend="cached")
+        found[path] = (
+            explainer.greedy_remove(scoring, rounds=4),
+            explainer.greedy_insert(scoring, rounds=3),
+            explainer.random_removals(5, 3, seed=1)[1],
+        )
+    (removal, insertion, drawn), (removal_t, insertion_t, drawn_t) = found["torch"], found["triton"]
+    for ours, theirs in ((removal, removal_t), (insertion, insertion_t)):
+        np.testing.assert_array_equal(ours.order, theirs.order)
+        np.testing.assert_allclose(ours.values, theirs.values, atol=1e-9)
+    torch.testing.assert_close(drawn, drawn_t, atol=1e-9, rtol=0)
+    assert len(calls) == 4  # the Triton path ran every removal round
 
 
 @pytest.mark.parametrize("backend", ["cached", "generic"])

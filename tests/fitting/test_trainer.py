@@ -2,6 +2,7 @@
 
 import lightning as L
 import pytest
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -32,3 +33,32 @@ def test_checkpoints_early_stopping_and_logs(tmp_path, validate):
 def test_options_this_machine_lacks_are_user_errors(tmp_path):
     with pytest.raises(PathattnError, match=r"^--accelerator mps --devices 1 .*; choose options this machine has$"):
         build_trainer(TrainerSettings(accelerator="mps"), tmp_path, validate=True)
+
+
+class Tiny(L.LightningModule):
+    """A linear model that counts the checkpoints written of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+        self.saved_at: list[int] = []
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).square().mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def on_save_checkpoint(self, checkpoint):
+        self.saved_at.append(checkpoint["epoch"])
+
+
+def test_without_validation_the_checkpoints_are_written_once_after_the_last_epoch(tmp_path):
+    settings = TrainerSettings(max_epochs=3, accelerator="cpu", log_every_n_steps=2)
+    trainer = build_trainer(settings, tmp_path, validate=False)
+    assert trainer.log_every_n_steps == 2
+    module = Tiny()
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2)), batch_size=2)
+    trainer.fit(module, data)
+    assert module.saved_at == [2, 2]  # best.ckpt and last.ckpt, both of the last epoch
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]

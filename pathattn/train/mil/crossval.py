@@ -50,6 +50,7 @@ from pathattn.io import rundir
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
 from pathattn.registry import create_model, is_model, list_models, model_family
+from pathattn.threads import intra_op_threads
 from pathattn.train.metrics import classification_metrics, survival_metrics
 from pathattn.train.mil.config import TrainConfig
 from pathattn.train.mil.data import (
@@ -235,7 +236,8 @@ def train_cv(cfg: TrainConfig) -> dict[str, Any] | None:
     splits = load_splits(cfg.splits, table, str(cfg.samples)) if cfg.splits else make_splits(
         table, cfg.n_folds, cfg.seed, val_fraction=cfg.val_fraction, task=cfg.task, source=str(cfg.samples)
     )  # fmt: skip
-    return rundir.staged_run(cfg.out, lambda staging: _cross_validate(cfg, replace(cfg, out=staging), splits, cohort))
+    with intra_op_threads(cfg.threads):
+        return rundir.staged_run(cfg.out, lambda out: _cross_validate(cfg, replace(cfg, out=out), splits, cohort))
 
 
 def _cross_validate(cfg: TrainConfig, staged: TrainConfig, splits: Splits, cohort: Cohort) -> dict[str, Any] | None:

@@ -97,11 +97,20 @@ class MILSystem(L.LightningModule):
         output = self(batch["features"], batch["mask"])
         terms = self._loss_terms(output, batch)
         total = torch.stack(list(terms.values())).sum()
-        size = len(batch["index"])
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, batch_size=size)
-        self.log("train/loss", total, batch_size=size, prog_bar=True)
+        if self._logs_this_step():
+            size = len(batch["index"])
+            for name, value in terms.items():
+                self.log(f"train/{name}", value, batch_size=size)
+            self.log("train/loss", total, batch_size=size, prog_bar=True)
         return total
+
+    def _logs_this_step(self) -> bool:
+        """Whether the Trainer writes this step's values (every ``log_every_n_steps``-th step, as Lightning counts).
+
+        Logging a value costs more than a training step on a bag of a few instances, and Lightning drops the
+        values of the steps between, so they are not logged at all.
+        """
+        return self._trainer is None or (self.global_step + 1) % self.trainer.log_every_n_steps == 0
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")

@@ -31,6 +31,8 @@ from pathattn.train.mil.config import TrainConfig
         ({"monitor": "c_index"}, "--monitor c_index does not fit --task classification; use loss or auroc"),
         ({"task": "survival", "survival_loss": "cox"}, "--survival-loss cox needs several bags per step"),
         ({"model_args": {"in_dim": 3}}, "--model-args sets in_dim, which the data sets; remove it"),
+        ({"log_every_n_steps": 0}, "--log-every-n-steps must be at least 1 (every step), e.g. 50; got 0"),
+        ({"threads": 0}, "--threads must be at least 1, or null (torch's default); got 0"),
     ],
 )
 def test_bad_values_are_refused_naming_the_option(kwargs, message):
@@ -41,5 +43,6 @@ def test_bad_values_are_refused_naming_the_option(kwargs, message):
 
 def test_the_edges_of_each_range_are_allowed():
     cfg = TrainConfig(Path("s.csv"), Path("f"), Path("o"), n_folds=2, val_fraction=0.0, max_epochs=1, patience=0,
-                      max_instances=1, weight_decay=0.0, n_bins=1, aem_lambda=0.0, n_boot=1, lr=1e-9)  # fmt: skip
-    assert cfg.trainer_settings.max_epochs == 1
+                      max_instances=1, weight_decay=0.0, n_bins=1, aem_lambda=0.0, n_boot=1, lr=1e-9,
+                      log_every_n_steps=1, threads=1)  # fmt: skip
+    assert cfg.trainer_settings.max_epochs == 1 and cfg.trainer_settings.log_every_n_steps == 1

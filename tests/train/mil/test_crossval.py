@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -217,3 +218,20 @@ def test_checkpoints_carry_the_training_folds_feature_statistics(tmp_path, norm)
     np.testing.assert_allclose(system.feature_std.numpy(), pooled.std(0), rtol=1e-4)
     expected = (x - torch.from_numpy(pooled.mean(0))) / torch.from_numpy(pooled.std(0))
     torch.testing.assert_close(system.normalize(x), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_logging_every_few_steps_changes_the_logs_and_nothing_else(tmp_path):
+    def losses_logged(run):
+        with open(next((run / "fold_0" / "logs").rglob("metrics.csv"))) as f:
+            return [row["step"] for row in csv.DictReader(f) if row.get("train/loss")]
+
+    every, sparse = (
+        config(tmp_path, out=out, max_epochs=2, val_fraction=0.0, threads=1) for out in ("every", "sparse")
+    )
+    train_cv(every)
+    train_cv(replace(sparse, log_every_n_steps=7))
+    assert (every.out / "predictions.csv").read_text().replace("/every/", "/sparse/") == (
+        sparse.out / "predictions.csv"
+    ).read_text()
+    steps = losses_logged(every.out)
+    assert losses_logged(sparse.out) == [s for s in steps if (int(s) + 1) % 7 == 0] and len(steps) > 7
