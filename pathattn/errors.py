@@ -7,6 +7,10 @@ that line and exits non-zero; it never shows a traceback for these.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+_SHOWN = 10  # items named in an error message before "..."
+
 
 class PathattnError(Exception):
     """A problem with the user's input, reported as one line.
@@ -21,3 +25,9 @@ class PathattnError(Exception):
 
 class SlideError(PathattnError):
     """A slide cannot be opened or read (missing, not a slide, corrupt, no resolution)."""
+
+
+def shorten(items: Iterable[object], sep: str = ", ") -> str:
+    """The first few of ``items`` joined by ``sep``, and how many there are when there are more."""
+    items = [str(i) for i in items]
+    return sep.join(items[:_SHOWN]) + (f"{sep}... ({len(items)} in all)" if len(items) > _SHOWN else "")

@@ -1,8 +1,7 @@
 """Patient-level stratified K-fold cross-validation splits, checked for leakage, saved and reloaded.
 
-A *table* is a sequence of rows (mappings, e.g. the rows of ``samples.csv`` read with
-``csv.DictReader``) with a ``slide_id``, a ``patient_id`` (when the column is absent every slide is its
-own patient) and either a class label (``label``) or survival columns (``time`` and ``event``).
+A *table* (:mod:`pathattn.fitting.sample_table`) has, besides ``slide_id`` and ``patient_id``, either a class
+label (``label``) or survival columns (``time`` and ``event``).
 
 Folds come from :class:`sklearn.model_selection.StratifiedGroupKFold` on the slides with the patients
 as groups, so all slides of a patient fall into one test fold; classification stratifies by the label
@@ -17,22 +16,21 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from pathattn.errors import PathattnError
+from pathattn.errors import PathattnError, shorten
 from pathattn.fitting.config import Task
+from pathattn.fitting.sample_table import Table, check_labels, patient_labels, slide_patients
 from pathattn.io.atomic import write_text_atomic
 
 SCHEMA = "pathattn.splits"
 SCHEMA_VERSION = 1
 PARTS = ("train", "val", "test")
-Table = Sequence[Mapping[str, object]]
-_SHOW = 10  # ids listed in an error message before "..."
 
 
 @dataclass(frozen=True)
@@ -73,81 +71,6 @@ class Splits:
 
     def __getitem__(self, index: int) -> Fold:
         return self.folds[index]
-
-
-def shorten(ids: Iterable[object]) -> str:
-    """The first few of ``ids``, comma-separated, and how many there are when there are more."""
-    ids = [str(i) for i in ids]
-    return ", ".join(ids[:_SHOW]) + (f", ... ({len(ids)} in all)" if len(ids) > _SHOW else "")
-
-
-def _value(row: Mapping[str, object], column: str, source: str) -> str:
-    value = row.get(column)
-    if value is None or str(value).strip() == "":
-        slide = row.get("slide_id", "?")
-        raise PathattnError(f"column '{column}' of {source} is missing or empty for slide {slide}; fill it in")
-    return str(value).strip()
-
-
-def slide_ids(table: Table, source: str = "samples.csv") -> list[str]:
-    """The slide ids of a table, in order.
-
-    Raises:
-        PathattnError: a row lacks a slide id, or a slide id is repeated.
-    """
-    ids = [_value(row, "slide_id", source) for row in table]
-    seen: set[str] = set()
-    repeated = [i for i in ids if i in seen or seen.add(i)]
-    if repeated:
-        raise PathattnError(f"{source} lists slide ids more than once ({shorten(repeated)}); keep one row per slide")
-    return ids
-
-
-def slide_patients(table: Table, source: str = "samples.csv") -> dict[str, str]:
-    """Slide id -> patient id; without a ``patient_id`` column every slide is its own patient."""
-    ids = slide_ids(table, source)
-    if not any("patient_id" in row for row in table):
-        return {i: i for i in ids}
-    return {i: _value(row, "patient_id", source) for i, row in zip(ids, table, strict=True)}
-
-
-def patient_labels(table: Table, label_column: str = "label", source: str = "samples.csv") -> dict[str, str]:
-    """Patient id -> the value of ``label_column`` shared by all of the patient's slides.
-
-    Raises:
-        PathattnError: a row lacks the value, or a patient's slides disagree (the message names the
-            patient and its slides with their values).
-    """
-    patients = slide_patients(table, source)
-    values: dict[str, dict[str, str]] = {}
-    for row in table:
-        slide = str(row["slide_id"]).strip()
-        values.setdefault(patients[slide], {})[slide] = _value(row, label_column, source)
-    for patient, by_slide in values.items():
-        if len(set(by_slide.values())) > 1:
-            listed = ", ".join(f"{s}={v}" for s, v in by_slide.items())
-            raise PathattnError(
-                f"patient {patient} has slides with different '{label_column}' in {source} ({listed}); "
-                f"give every slide of a patient the same '{label_column}'"
-            )
-    return {patient: next(iter(by_slide.values())) for patient, by_slide in values.items()}
-
-
-def check_labels(labels: Iterable[object], column: str = "label", source: str = "samples.csv") -> list[str]:
-    """The sorted distinct classes of ``labels``, which must number at least two.
-
-    Raises:
-        PathattnError: fewer than two classes, e.g. ``label column 'label' of samples.csv has only one
-            class (1); a classifier needs at least two``.
-    """
-    classes = sorted({str(v) for v in labels})
-    if not classes:
-        raise PathattnError(f"label column '{column}' of {source} has no rows; a classifier needs labelled slides")
-    if len(classes) < 2:
-        raise PathattnError(
-            f"label column '{column}' of {source} has only one class ({classes[0]}); a classifier needs at least two"
-        )
-    return classes
 
 
 def _survival_strata(table: Table, source: str) -> dict[str, str]:
@@ -300,7 +223,7 @@ def check_no_leakage(splits: Splits, patient_of: Mapping[str, str], item: str = 
                 slides = [s for part_slides in parts.values() for s in part_slides]
                 problems.append(f"patient {patient} in {' and '.join(parts)} of fold {k} ({item}s {shorten(slides)})")
     if problems:
-        shown = "; ".join(problems[:_SHOW]) + ("; ..." if len(problems) > _SHOW else "")
+        shown = shorten(problems, "; ")
         raise PathattnError(f"patients cross splits: {shown}; make new splits (delete the splits file)")
 
 

@@ -162,7 +162,7 @@ def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
     """SIGKILL of ``pathattn extract --workers 2`` mid-run: its fork server, workers and resource tracker all end."""
     slide = make_slide("big", texture(), mpp=0.25)
     rng = np.random.default_rng(0)
-    for k in range(3):  # 3 slides of 400 random patches: long enough to be killed while reading
+    for k in range(3):  # 3 slides of 400 random patches: killed while reading the second
         xy = rng.integers(0, [2048 - 256, 1536 - 256], size=(400, 2))
         attrs = {"patch_level": 0, "read_size": 256, "patch_size": 256, "slide_path": str(slide),
                  "level0_width": 2048, "level0_height": 1536, "mpp_level0": 0.25}  # fmt: skip
@@ -175,7 +175,9 @@ def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
         while len(_descendants(process.pid)) < 4:  # tracker, server, 2 workers (a hang: pytest's timeout)
             assert process.poll() is None, "extract ended before it could be killed"
             time.sleep(0.1)
-        time.sleep(2)  # mid-run: the workers have filled the loader's queues (and block on them)
+        while not any((tmp_path / "feats" / "h5_files").glob("s*.h5")):  # mid-run: the first slide is written
+            assert process.poll() is None, "extract ended before it could be killed"
+            time.sleep(0.1)
         started = _descendants(process.pid)
         assert len(started) >= 4 and process.poll() is None
     finally:

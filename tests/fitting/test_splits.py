@@ -8,17 +8,8 @@ from pathlib import Path
 import pytest
 
 from pathattn.errors import PathattnError
-from pathattn.fitting.splits import (
-    Fold,
-    Splits,
-    check_labels,
-    check_no_leakage,
-    load_splits,
-    make_splits,
-    patient_labels,
-    save_splits,
-    slide_patients,
-)
+from pathattn.fitting.sample_table import check_labels, patient_labels, slide_patients
+from pathattn.fitting.splits import Fold, Splits, check_no_leakage, load_splits, make_splits, save_splits
 
 
 def toy_table(n_patients: int = 40) -> list[dict[str, str]]:

@@ -32,19 +32,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from pathattn.errors import PathattnError
+from pathattn.errors import PathattnError, shorten
 from pathattn.fitting.bootstrap import bootstrap_metrics, summarize_folds, with_ci
 from pathattn.fitting.config import Task
-from pathattn.fitting.splits import (
-    Fold,
-    Splits,
-    check_labels,
-    load_splits,
-    make_splits,
-    patient_labels,
-    save_splits,
-    shorten,
-)
+from pathattn.fitting.sample_table import check_labels, patient_labels
+from pathattn.fitting.splits import Fold, Splits, load_splits, make_splits, save_splits
 from pathattn.fitting.trainer import build_trainer, is_global_zero, selected_checkpoint
 from pathattn.io import rundir
 from pathattn.io.jsonfile import write_json

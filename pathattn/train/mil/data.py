@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from pathattn.errors import PathattnError
+from pathattn.errors import PathattnError, shorten
 from pathattn.fitting.config import Task
-from pathattn.fitting.splits import shorten
 from pathattn.io.bags import bag_shape, find_bags, read_checked_bag
 from pathattn.io.ids import check_id
 from pathattn.io.samples import read_table
