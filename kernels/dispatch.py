@@ -31,6 +31,10 @@ class KernelChoiceError(RuntimeError):
     """``PATHATTN_KERNELS`` names an unknown choice, or asks for Triton where it cannot run."""
 
 
+class KernelResourceError(RuntimeError):
+    """No configuration of a Triton kernel fits the GPU's shared memory or threads at the sizes asked for."""
+
+
 def kernel_choice() -> Choice:
     """The ``PATHATTN_KERNELS`` setting (``auto`` when unset).
 

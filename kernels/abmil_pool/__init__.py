@@ -16,14 +16,21 @@ backward, which recomputes h and the gates from the features (FlashAttention sty
 O(N (L + H)) activations. It has no dropout: the models call it only where no dropout is active. fp32 inputs use TF32
 tensor-core products on a GPU (``tl.dot``'s default: about 1e-3 relative error); bf16 and fp16 accumulate in fp32.
 The torch reference is :func:`pathattn.kernels.reference.abmil_pool`.
+
+On a GPU the launchers try their block configurations from the most shared memory to the least
+(:meth:`.function.Config.gpu`) and use the first that the device can load. Where none fits (L above 1024 on a card
+with 99 KiB a block; ``python kernels/bench/resources.py`` lists what each size needs), ``PATHATTN_KERNELS=auto`` runs
+the torch reference with a warning and ``PATHATTN_KERNELS=triton`` raises :class:`~..dispatch.KernelResourceError`.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from .. import reference
-from ..dispatch import use_triton
+from ..dispatch import KernelResourceError, kernel_choice, use_triton
 from ..reference import ABMILWeights
 
 
@@ -59,11 +66,7 @@ def abmil_pool(
         mask = None if mask is None else mask.reshape(batch * n_slots, *mask.shape[2:])
     weights = ABMILWeights(*(None if w is None else w.to(features.dtype) for w in weights))
     if use_triton(features, offsets, mask, *weights):
-        from .function import ABMILPoolFunction  # triton imports only where it runs
-
-        inputs = (t if t is None else t.contiguous() for t in (features, offsets, mask, *weights))
-        pooled, logits = ABMILPoolFunction.apply(*inputs)
-        pooled, logits = pooled.to(features.dtype), logits.to(features.dtype)
+        pooled, logits = _fused(features, offsets, weights, mask)
     else:
         pooled, logits = reference.abmil_pool(features, offsets, weights, mask)
     return pooled, (logits.view(batch, n_slots, -1) if padded else logits)
@@ -105,3 +108,20 @@ def _check(
         raise ValueError("gate_weight and gate_bias come together (gated attention) or not at all (plain)")
     if weights.encoder_weight is None and weights.encoder_bias is not None:
         raise ValueError("encoder_bias needs encoder_weight")
+
+
+def _fused(
+    features: torch.Tensor, offsets: torch.Tensor, weights: ABMILWeights, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Triton path; with ``PATHATTN_KERNELS=auto``, the reference (and a warning) where no kernel fits the GPU."""
+    from .function import ABMILPoolFunction  # triton imports only where it runs
+
+    inputs = (t if t is None else t.contiguous() for t in (features, offsets, mask, *weights))
+    try:
+        pooled, logits = ABMILPoolFunction.apply(*inputs)
+    except KernelResourceError as error:
+        if kernel_choice() == "triton":
+            raise
+        warnings.warn(f"{error}. Running the torch reference (PATHATTN_KERNELS=auto).", RuntimeWarning, stacklevel=3)
+        return reference.abmil_pool(features, offsets, weights, mask)
+    return pooled.to(features.dtype), logits.to(features.dtype)

@@ -11,17 +11,23 @@ transient memory is O(CHUNK_ROWS (L + H)) whatever the bag size.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import triton
 from torch.autograd.function import FunctionCtx, once_differentiable
+from triton.runtime.errors import OutOfResources
 
+from ..dispatch import KernelResourceError
 from ..reference import ABMILWeights
 from .kernel import backward_kernel, combine_kernel, forward_kernel
 
 CHUNK_ROWS = 16384  # instances per backward chunk (a multiple of every BLOCK_N)
 BLOCK_L = 64  # columns per combine program
+Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,7 @@ class Config:
         block_d: feature columns per encoder tile.
         block_h: hidden units per gate tile.
         num_warps: warps per program on a GPU.
+        num_stages: software-pipelining stages of the loops on a GPU (more stages: more shared memory).
         programs: the programs to aim for (four per streaming multiprocessor; four on the CPU interpreter).
     """
 
@@ -40,18 +47,52 @@ class Config:
     block_d: int
     block_h: int
     num_warps: int
+    num_stages: int
     programs: int
 
     @classmethod
-    def of(cls, device: torch.device, n_embed: int) -> Config:
-        """The configuration for tensors on ``device`` and L = ``n_embed``.
-
-        On a GPU, a block's (BLOCK_N, L) fp32 tiles stay within about 64 registers a thread.
-        """
+    def candidates(cls, device: torch.device, n_embed: int) -> tuple[Config, ...]:
+        """The configurations for tensors on ``device`` and L = ``n_embed``, the preferred first."""
         if device.type == "cuda":
-            block_n = max(16, min(64, 16384 // triton.next_power_of_2(n_embed)))
-            return cls(block_n, 32, 32, 8, 4 * torch.cuda.get_device_properties(device).multi_processor_count)
-        return cls(64, 32, 32, 4, 4)  # the interpreter's time goes by blocks, not by their size
+            return cls.gpu(n_embed, torch.cuda.get_device_properties(device).multi_processor_count)
+        return (cls(64, 32, 32, 4, 1, 4),)  # the interpreter's time goes by blocks, not by their size
+
+    @classmethod
+    def gpu(cls, n_embed: int, multiprocessors: int) -> tuple[Config, ...]:
+        """GPU configurations for L = ``n_embed`` on ``multiprocessors`` SMs, from the most shared memory to the least.
+
+        A launcher uses the first whose kernel fits the device's shared memory (:func:`first_fitting`). The first
+        keeps a block's (BLOCK_N, L) fp32 tiles within about 64 registers a thread and pipelines its loads over 3
+        stages; the others halve the gate tiles, then pipeline less, then shrink every block.
+        """
+        block_n = max(16, min(64, 16384 // triton.next_power_of_2(n_embed)))
+        shapes = ((block_n, 32, 32, 8, 3), (block_n, 32, 16, 8, 2), (block_n, 32, 16, 8, 1), (16, 16, 16, 4, 1))
+        return tuple(cls(*shape, 4 * multiprocessors) for shape in shapes)
+
+    def launch(self) -> dict[str, int]:
+        """The block sizes and launch options a kernel of the op takes."""
+        return {"BLOCK_N": self.block_n, "BLOCK_D": self.block_d, "BLOCK_H": self.block_h,
+                "num_warps": self.num_warps, "num_stages": self.num_stages}  # fmt: skip
+
+
+def first_fitting(run: Callable[[Config], Result], configs: tuple[Config, ...], what: str) -> Result:
+    """``run(config)`` with the first of ``configs`` whose kernels fit the device.
+
+    Triton checks a compiled kernel's shared memory and threads against the device when it first loads it, before
+    launching anything, so a configuration that does not fit fails with nothing written.
+
+    Raises:
+        KernelResourceError: none fits (``what`` names the op and its sizes).
+    """
+    for config in configs:
+        try:
+            return run(config)
+        except OutOfResources as error:
+            short = error
+    raise KernelResourceError(
+        f"{what} needs {short.required} of {short.name} a program even in its leanest configuration, the GPU allows "
+        f"{short.limit}; set PATHATTN_KERNELS=torch to run the torch reference"
+    )
 
 
 @dataclass(frozen=True)
@@ -70,6 +111,11 @@ class Shapes:
         """The sizes of features (T, D), offsets (B + 1,) and weights."""
         (n_heads, n_hidden), n_embed = weights.score_weight.shape, weights.tanh_weight.shape[1]
         return cls(*features.shape, len(offsets) - 1, n_embed, n_hidden, n_heads)
+
+    def describe(self, what: str, features: torch.Tensor) -> str:
+        """``abmil_pool <what> (D=.., L=.., H=.., K=.., dtype)`` for messages."""
+        dtype = str(features.dtype).removeprefix("torch.")
+        return f"abmil_pool {what} (D={self.D}, L={self.L}, H={self.H}, K={self.K}, {dtype})"
 
     def constexprs(self, weights: ABMILWeights, keep: torch.Tensor | None) -> dict[str, object]:
         """The compile-time arguments every kernel of the call shares."""
@@ -97,7 +143,15 @@ def forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """pooled (B, K, L) fp32, logits (T, K) fp32 (-inf where not kept) and lse (B, K) fp32 of contiguous inputs."""
     size = Shapes.of(features, offsets, weights)
-    config = Config.of(features.device, size.L)
+    run = functools.partial(_forward, features, offsets, weights, keep, size)
+    return first_fitting(run, Config.candidates(features.device, size.L), size.describe("forward", features))
+
+
+def _forward(
+    features: torch.Tensor, offsets: torch.Tensor, weights: ABMILWeights, keep: torch.Tensor | None, size: Shapes,
+    config: Config,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """:func:`forward` with ``config``."""
     fp32 = {"device": features.device, "dtype": torch.float32}
     logits = torch.empty(size.T, size.K, **fp32)
     pooled = torch.empty(size.B, size.K, size.L, **fp32)
@@ -111,8 +165,7 @@ def forward(
     constexprs = size.constexprs(weights, keep)
     forward_kernel[(size.B, splits)](
         features, *_pointers(features, weights), weights.score_bias, offsets, features if keep is None else keep,
-        logits, peak, total, partial, splits, size.D, size.L, size.H, **constexprs,
-        BLOCK_N=config.block_n, BLOCK_D=config.block_d, BLOCK_H=config.block_h, num_warps=config.num_warps,
+        logits, peak, total, partial, splits, size.D, size.L, size.H, **constexprs, **config.launch(),
     )  # fmt: skip
     combine_kernel[(size.B, triton.cdiv(size.L, BLOCK_L))](
         peak, total, partial, pooled, lse, splits, size.L, K=size.K, BLOCK_L=BLOCK_L, K_PAD=constexprs["K_PAD"]
@@ -159,7 +212,16 @@ def backward(
     ``saved`` is the forward's (pooled, logits, lse), fp32.
     """
     size = Shapes.of(features, offsets, weights)
-    config = Config.of(features.device, size.L)
+    run = functools.partial(_backward, features, offsets, weights, keep, saved, d_pooled, d_logits, needs_d_x, size)
+    return first_fitting(run, Config.candidates(features.device, size.L), size.describe("backward", features))
+
+
+def _backward(
+    features: torch.Tensor, offsets: torch.Tensor, weights: ABMILWeights, keep: torch.Tensor | None,
+    saved: tuple[torch.Tensor, torch.Tensor, torch.Tensor], d_pooled: torch.Tensor, d_logits: torch.Tensor | None,
+    needs_d_x: bool, size: Shapes, config: Config,
+) -> tuple[torch.Tensor | None, tuple[torch.Tensor | None, ...]]:  # fmt: skip
+    """:func:`backward` with ``config``."""
     pooled, logits, lse = saved
     delta = (d_pooled * pooled).sum(dim=-1)  # (B, K)
     bag_of = torch.repeat_interleave(
@@ -186,8 +248,7 @@ def backward(
             features, *_pointers(features, weights), bag_of, features if keep is None else keep, logits, lse, delta,
             d_pooled, features if d_logits is None else d_logits, h_rows, d_gates, d_pre, d_x, partials, row0,
             n_rows, size.D, size.L, size.H, **size.constexprs(weights, keep), HAS_D_LOGITS=d_logits is not None,
-            NEEDS_D_X=needs_d_x, BLOCK_N=config.block_n, BLOCK_D=config.block_d, BLOCK_H=config.block_h,
-            num_warps=config.num_warps,
+            NEEDS_D_X=needs_d_x, **config.launch(),
         )  # fmt: skip
         grads.small += partials.sum(dim=0)
         inputs = features[row0 : row0 + n_rows]
