@@ -18,9 +18,10 @@ tensor-core products on a GPU (``tl.dot``'s default: about 1e-3 relative error);
 The torch reference is :func:`pathattn.kernels.reference.abmil_pool`.
 
 On a GPU the launchers try their block configurations from the most shared memory to the least
-(:meth:`.function.Config.gpu`) and use the first that the device can load. Where none fits (L above 1024 on a card
-with 99 KiB a block; ``python kernels/bench/resources.py`` lists what each size needs), ``PATHATTN_KERNELS=auto`` runs
-the torch reference with a warning and ``PATHATTN_KERNELS=triton`` raises :class:`~..dispatch.KernelResourceError`.
+(:meth:`.function.Config.gpu`) and use the first that the device can load. Where none fits (on a card with 99 KiB
+a block: bf16 above L = 1024, fp32 above L = 512; ``python kernels/bench/resources.py`` lists what sizes need),
+``PATHATTN_KERNELS=auto`` runs the torch reference with a warning and ``PATHATTN_KERNELS=triton`` raises
+:class:`~..dispatch.KernelResourceError`.
 """
 
 from __future__ import annotations
