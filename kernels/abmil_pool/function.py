@@ -12,7 +12,7 @@ transient memory is O(CHUNK_ROWS (L + H)) whatever the bag size.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -28,6 +28,7 @@ from .kernel import backward_kernel, combine_kernel, forward_kernel
 CHUNK_ROWS = 16384  # instances per backward chunk (a multiple of every BLOCK_N)
 BLOCK_L = 64  # columns per combine program
 Result = TypeVar("Result")
+_FITTING: dict[Hashable, int | KernelResourceError] = {}  # first_fitting's outcomes: config index, or the error
 
 
 @dataclass(frozen=True)
@@ -75,24 +76,33 @@ class Config:
                 "num_warps": self.num_warps, "num_stages": self.num_stages}  # fmt: skip
 
 
-def first_fitting(run: Callable[[Config], Result], configs: tuple[Config, ...], what: str) -> Result:
+def first_fitting(run: Callable[[Config], Result], configs: tuple[Config, ...], what: str, key: Hashable) -> Result:
     """``run(config)`` with the first of ``configs`` whose kernels fit the device.
 
     Triton checks a compiled kernel's shared memory and threads against the device when it first loads it, before
-    launching anything, so a configuration that does not fit fails with nothing written.
+    launching anything, so a configuration that does not fit fails with nothing written. The outcome is remembered
+    per ``key`` (the kernel's compile-time arguments and device), so later calls start at the configuration that
+    fitted, or fail at once, instead of retrying the larger ones on every step.
 
     Raises:
         KernelResourceError: none fits (``what`` names the op and its sizes).
     """
-    for config in configs:
+    known = _FITTING.get(key, 0)
+    if isinstance(known, KernelResourceError):
+        raise known
+    for index in range(known, len(configs)):
         try:
-            return run(config)
+            result = run(configs[index])
         except OutOfResources as error:
             short = error
-    raise KernelResourceError(
+            continue
+        _FITTING[key] = index
+        return result
+    _FITTING[key] = KernelResourceError(
         f"{what} needs {short.required} of {short.name} a program even in its leanest configuration, the GPU allows "
         f"{short.limit}; set PATHATTN_KERNELS=torch to run the torch reference"
     )
+    raise _FITTING[key]
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,9 @@ def forward(
     """pooled (B, K, L) fp32, logits (T, K) fp32 (-inf where not kept) and lse (B, K) fp32 of contiguous inputs."""
     size = Shapes.of(features, offsets, weights)
     run = functools.partial(_forward, features, offsets, weights, keep, size)
-    return first_fitting(run, Config.candidates(features.device, size.L), size.describe("forward", features))
+    what = size.describe("forward", features)
+    key = (what, features.device, *size.constexprs(weights, keep).items())
+    return first_fitting(run, Config.candidates(features.device, size.L), what, key)
 
 
 def _forward(
@@ -213,7 +225,9 @@ def backward(
     """
     size = Shapes.of(features, offsets, weights)
     run = functools.partial(_backward, features, offsets, weights, keep, saved, d_pooled, d_logits, needs_d_x, size)
-    return first_fitting(run, Config.candidates(features.device, size.L), size.describe("backward", features))
+    what = size.describe("backward", features)
+    key = (what, features.device, d_logits is None, needs_d_x, *size.constexprs(weights, keep).items())
+    return first_fitting(run, Config.candidates(features.device, size.L), what, key)
 
 
 def _backward(

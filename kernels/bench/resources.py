@@ -170,6 +170,7 @@ def compile_all(arch: int, limit: int) -> list[Usage]:
     from pathattn.kernels.abmil_pool import function as abmil_function
 
     abmil_function.Config.candidates = classmethod(lambda cls, device, n_embed: cls.gpu(n_embed, MULTIPROCESSORS))
+    abmil_function._FITTING.clear()  # the tensors are on the CPU whatever the architecture: no outcome carries over
     used: list[tuple[str, object, dict[str, object]]] = []
     launch = JITFunction.run
 

@@ -27,27 +27,41 @@ PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
 LIMIT = 99 * 1024
 
 
-def test_the_launchers_use_the_first_configuration_that_loads():
+@pytest.fixture(autouse=True)
+def fresh_outcomes(monkeypatch):
+    """Each test starts with no remembered configuration outcome (first_fitting's memo)."""
+    monkeypatch.setattr(function, "_FITTING", {})
+
+
+def test_the_launchers_use_the_first_configuration_that_loads_and_start_there_next_time():
     configs = function.Config.gpu(512, 132)
     tried = []
 
     def run(config: function.Config) -> int:
         tried.append(config)
-        if len(tried) < 3:
+        if config.block_h == 32:  # the 3-stage first configuration: too large
             raise OutOfResources(200_000, LIMIT, "shared memory")
-        return config.block_h
+        return config.num_stages
 
-    assert function.first_fitting(run, configs, "abmil_pool forward") == configs[2].block_h
-    assert tried == list(configs[:3])
+    assert function.first_fitting(run, configs, "abmil_pool forward", "key") == configs[1].num_stages
+    assert tried == list(configs[:2])
+    assert function.first_fitting(run, configs, "abmil_pool forward", "key") == configs[1].num_stages
+    assert tried == [*configs[:2], configs[1]]  # the second call went straight to the one that fitted
     assert [c.num_stages for c in configs] == sorted((c.num_stages for c in configs), reverse=True)
 
 
-def test_no_fitting_configuration_is_a_one_line_error_naming_the_fix():
+def test_no_fitting_configuration_is_a_one_line_error_naming_the_fix_and_not_retried():
+    tried = []
+
     def run(config: function.Config) -> None:
+        tried.append(config)
         raise OutOfResources(131_072, LIMIT, "shared memory")
 
-    with pytest.raises(KernelResourceError) as error:
-        function.first_fitting(run, function.Config.gpu(1536, 132), "abmil_pool forward (L=1536)")
+    configs = function.Config.gpu(1536, 132)
+    for _ in range(2):
+        with pytest.raises(KernelResourceError) as error:
+            function.first_fitting(run, configs, "abmil_pool forward (L=1536)", "key")
+    assert len(tried) == len(configs)  # the second call failed at once
     message = str(error.value)
     assert "\n" not in message and "abmil_pool forward (L=1536) needs 131072 of shared memory" in message
     assert "PATHATTN_KERNELS=torch" in message
