@@ -51,12 +51,14 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
     """
     mode, monitor = settings.monitor_mode, settings.monitor if validate else None
     every = 1 if validate else settings.max_epochs  # without validation: once, after the last epoch
+    checkpoints = folder / "checkpoints"
     checkpoint = ModelCheckpoint(
-        folder / "checkpoints", filename="best", monitor=monitor, mode=mode, save_last=True, every_n_epochs=every
+        checkpoints, filename="best", monitor=monitor, mode=mode, save_last=not validate, every_n_epochs=every
     )
     callbacks: list[L.Callback] = [checkpoint]
-    if validate:
-        callbacks.append(EarlyStopping(settings.monitor, patience=settings.patience, mode=mode, check_finite=False))
+    if validate:  # since Lightning 2.6 save_last writes only when best.ckpt is written: the last epoch has its own
+        last = ModelCheckpoint(checkpoints, filename="last", enable_version_counter=False)
+        callbacks += [last, EarlyStopping(settings.monitor, patience=settings.patience, mode=mode, check_finite=False)]
     try:
         return L.Trainer(
             max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=settings.devices,

@@ -19,9 +19,12 @@ def _callbacks(trainer: L.Trainer, kind: type) -> list:
 def test_checkpoints_early_stopping_and_logs(tmp_path, validate):
     settings = TrainerSettings(max_epochs=3, accelerator="cpu", patience=2, monitor="val/auroc", monitor_mode="max")
     trainer = build_trainer(settings, tmp_path, validate=validate)
-    (checkpoint,) = _callbacks(trainer, ModelCheckpoint)
+    checkpoint, *last = _callbacks(trainer, ModelCheckpoint)
+    assert trainer.checkpoint_callback is checkpoint
     assert checkpoint.dirpath == str(tmp_path / "checkpoints") and checkpoint.filename == "best"
-    assert checkpoint.save_last and checkpoint.monitor == ("val/auroc" if validate else None)
+    assert checkpoint.monitor == ("val/auroc" if validate else None) and checkpoint.save_last is not validate
+    expected = [(checkpoint.dirpath, "last", None)] if validate else []
+    assert [(c.dirpath, c.filename, c.monitor) for c in last] == expected
     stopping = _callbacks(trainer, EarlyStopping)
     assert [(s.monitor, s.patience, s.mode) for s in stopping] == ([("val/auroc", 2, "max")] if validate else [])
     assert [type(logger) for logger in trainer.loggers] == [CSVLogger, TensorBoardLogger]
@@ -62,3 +65,22 @@ def test_without_validation_the_checkpoints_are_written_once_after_the_last_epoc
     trainer.fit(module, data)
     assert module.saved_at == [2, 2]  # best.ckpt and last.ckpt, both of the last epoch
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+class Peaked(Tiny):
+    """Tiny with a validation score that is best at epoch 1 and worse after."""
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/auroc", 1.0 - abs(self.current_epoch - 1) / 10)
+
+
+def test_with_validation_last_ckpt_is_the_last_epoch_not_a_copy_of_the_best(tmp_path):
+    settings = TrainerSettings(max_epochs=4, accelerator="cpu", patience=10, monitor="val/auroc", monitor_mode="max")
+    trainer = build_trainer(settings, tmp_path, validate=True)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2)), batch_size=2)
+    trainer.fit(Peaked(), data, data)
+    folder = tmp_path / "checkpoints"
+    assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
+    epochs = {name: torch.load(folder / name, weights_only=False)["epoch"] for name in ("best.ckpt", "last.ckpt")}
+    assert epochs == {"best.ckpt": 1, "last.ckpt": 3}
+    assert trainer.checkpoint_callback.best_model_path == str(folder / "best.ckpt")
