@@ -3,6 +3,8 @@ current, and a killed extract leaves no process behind."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
 import signal
 import subprocess
@@ -21,6 +23,8 @@ from pathattn.extract.resume import recipe, stale_reason
 from pathattn.io.bags import read_bag
 from pathattn.io.coords import PatchCoords, read_coords, write_coords
 from pathattn.io.manifest import read_manifest
+
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
 
 
 def extract(tiled, out: Path, *extra: str) -> int:
@@ -149,17 +153,28 @@ def _descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
-def _running(process: psutil.Process) -> bool:
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+def _child_subreaper(on: bool) -> None:
+    """Make this process adopt its orphaned descendants (``prctl(PR_SET_CHILD_SUBREAPER)``), or stop."""
+    assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
+
+
+def _reap(pids: set[int]) -> dict[int, int]:
+    """Wait for each of ``pids`` (children of this process by then, or adopted as they are orphaned): their status."""
+    ended: dict[int, int] = {}
+    while not pids <= set(ended):
+        pid, status = os.waitpid(-1, 0)
+        ended[pid] = status
+    return {pid: status for pid, status in ended.items() if pid in pids}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the guarantee uses Linux's PR_SET_PDEATHSIG")
-@pytest.mark.timeout(300)
 def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
-    """SIGKILL of ``pathattn extract --workers 2`` mid-run: its fork server, workers and resource tracker all end."""
+    """SIGKILL of ``pathattn extract --workers 2`` mid-run: its fork server, workers and resource tracker all end.
+
+    The test process adopts the orphans (a child subreaper), so it reaps each one and reads how it ended: the
+    fork server and the workers by the SIGKILL the kernel sends when their parent dies, the resource tracker by
+    exiting on its own.
+    """
     slide = make_slide("big", texture(), mpp=0.25)
     rng = np.random.default_rng(0)
     for k in range(3):  # 3 slides of 400 random patches: killed while reading the second
@@ -170,7 +185,8 @@ def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
     pathattn = Path(sys.executable).with_name("pathattn")
     command = [str(pathattn), "extract", "--coords", str(tmp_path / "tiles"), "--out", str(tmp_path / "feats"),
                "--encoder", "resnet18", "--device", "cpu", "--workers", "2", "--batch-size", "2"]  # fmt: skip
-    process, started = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), []
+    _child_subreaper(True)
+    process, roles = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), {}
     try:
         while len(_descendants(process.pid)) < 4:  # tracker, server, 2 workers (a hang: pytest's timeout)
             assert process.poll() is None, "extract ended before it could be killed"
@@ -180,12 +196,16 @@ def test_a_killed_extract_leaves_no_process(make_slide, tmp_path, texture):
             time.sleep(0.1)
         started = _descendants(process.pid)
         assert len(started) >= 4 and process.poll() is None
+        roles = {p.pid: "tracker" if "resource_tracker" in " ".join(p.cmdline()) else "killed" for p in started}
+        assert sorted(roles.values()).count("tracker") == 1
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    # behaviour, not timing: every process of the killed run ends by itself (one left alive: pytest's timeout)
-    while any(_running(p) for p in started):
-        time.sleep(0.1)
+        ended = _reap(set(roles))  # returns once every process of the killed run has ended
+        _child_subreaper(False)
+    for pid, status in ended.items():
+        by_kernel = os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+        assert by_kernel if roles[pid] == "killed" else os.WIFEXITED(status), (pid, roles[pid], status)
 
 
 def test_a_failing_device_fails_the_unfinished_slides_and_keeps_the_finished(tiled, tmp_path, capsys, monkeypatch):
