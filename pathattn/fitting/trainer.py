@@ -57,8 +57,8 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
     )
     callbacks: list[L.Callback] = [checkpoint]
     if validate:  # since Lightning 2.6 save_last writes only when best.ckpt is written: the last epoch has its own
-        last = ModelCheckpoint(checkpoints, filename="last", enable_version_counter=False)
-        callbacks += [last, EarlyStopping(settings.monitor, patience=settings.patience, mode=mode, check_finite=False)]
+        stopping = EarlyStopping(settings.monitor, patience=settings.patience, mode=mode, check_finite=False)
+        callbacks += [LastEpoch(checkpoints / "last.ckpt"), stopping]
     try:
         return L.Trainer(
             max_epochs=settings.max_epochs, accelerator=settings.accelerator, devices=settings.devices,
@@ -74,6 +74,16 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
         )
         reason = " ".join(str(err).split()).rstrip(".")
         raise PathattnError(f"{chosen}: {reason}; choose options this machine has") from None
+
+
+class LastEpoch(L.Callback):
+    """Write the model of the last epoch run to ``path`` once, when training ends (early stopping included)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainer.save_checkpoint(self.path)  # every process calls it; the strategy writes from global rank 0
 
 
 def selected_checkpoint(trainer: L.Trainer) -> str:

@@ -8,7 +8,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from pathattn.errors import PathattnError
 from pathattn.fitting.config import TrainerSettings
-from pathattn.fitting.trainer import build_trainer, is_global_zero
+from pathattn.fitting.trainer import LastEpoch, build_trainer, is_global_zero
 
 
 def _callbacks(trainer: L.Trainer, kind: type) -> list:
@@ -19,12 +19,11 @@ def _callbacks(trainer: L.Trainer, kind: type) -> list:
 def test_checkpoints_early_stopping_and_logs(tmp_path, validate):
     settings = TrainerSettings(max_epochs=3, accelerator="cpu", patience=2, monitor="val/auroc", monitor_mode="max")
     trainer = build_trainer(settings, tmp_path, validate=validate)
-    checkpoint, *last = _callbacks(trainer, ModelCheckpoint)
-    assert trainer.checkpoint_callback is checkpoint
+    (checkpoint,) = _callbacks(trainer, ModelCheckpoint)
     assert checkpoint.dirpath == str(tmp_path / "checkpoints") and checkpoint.filename == "best"
     assert checkpoint.monitor == ("val/auroc" if validate else None) and checkpoint.save_last is not validate
-    expected = [(checkpoint.dirpath, "last", None)] if validate else []
-    assert [(c.dirpath, c.filename, c.monitor) for c in last] == expected
+    last = [c.path for c in _callbacks(trainer, LastEpoch)]
+    assert last == ([tmp_path / "checkpoints" / "last.ckpt"] if validate else [])
     stopping = _callbacks(trainer, EarlyStopping)
     assert [(s.monitor, s.patience, s.mode) for s in stopping] == ([("val/auroc", 2, "max")] if validate else [])
     assert [type(logger) for logger in trainer.loggers] == [CSVLogger, TensorBoardLogger]
@@ -78,9 +77,12 @@ def test_with_validation_last_ckpt_is_the_last_epoch_not_a_copy_of_the_best(tmp_
     settings = TrainerSettings(max_epochs=4, accelerator="cpu", patience=10, monitor="val/auroc", monitor_mode="max")
     trainer = build_trainer(settings, tmp_path, validate=True)
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(4, 2)), batch_size=2)
-    trainer.fit(Peaked(), data, data)
+    module = Peaked()
+    trainer.fit(module, data, data)
     folder = tmp_path / "checkpoints"
     assert sorted(p.name for p in folder.iterdir()) == ["best.ckpt", "last.ckpt"]
-    epochs = {name: torch.load(folder / name, weights_only=False)["epoch"] for name in ("best.ckpt", "last.ckpt")}
-    assert epochs == {"best.ckpt": 1, "last.ckpt": 3}
+    assert module.saved_at == [0, 1, 4]  # best.ckpt at epochs 0 and 1; last.ckpt once, after the 4 epochs
+    weights = {name: torch.load(folder / name, weights_only=False)["state_dict"] for name in ("best.ckpt", "last.ckpt")}
+    assert not torch.equal(weights["best.ckpt"]["layer.weight"], weights["last.ckpt"]["layer.weight"])
+    assert torch.equal(weights["last.ckpt"]["layer.weight"], module.layer.weight.detach())
     assert trainer.checkpoint_callback.best_model_path == str(folder / "best.ckpt")
