@@ -108,7 +108,7 @@ def report(network: str, runs: list[tuple[Path, dict]], seconds: list[float]) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="working folder (finished runs are reused)")
-    parser.add_argument("--n-patients", type=int, default=24)
+    parser.add_argument("--n-patients", type=int, default=48)
     parser.add_argument("--shape", default="[96,96,40]")
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--folds", type=int, nargs="+", default=[0])

@@ -13,7 +13,10 @@ augment training patches:
 * ``RandCropByPosNegLabeld``: ``samples`` patches per volume, centred on a lesion voxel with probability
   ``positive`` (else on background); a label volume without any lesion gives background patches (allowed: the
   network learns what is not a lesion; MONAI warns once);
-* with ``augment``: flips along each axis, 90-degree in-plane rotations, intensity scaling and shifts of 10 %.
+* with ``augment``: flips along each axis, 90-degree in-plane rotations, a random rescaling of 0.75-1.25 along
+  each axis about the patch centre (``RandAffined`` with probability 0.3, image bilinear, label nearest, border
+  values outside; as nnU-Net's scaling, so that lesions are also seen larger and smaller than the cohort has them),
+  intensity scaling and shifts of 10 %.
 """
 
 from __future__ import annotations
@@ -126,6 +129,9 @@ def train_transforms(
         steps += [mt.RandFlipd(KEYS, prob=0.5, spatial_axis=axis) for axis in range(3)]
         steps += [
             mt.RandRotate90d(KEYS, prob=0.5, max_k=3, spatial_axes=(0, 1)),
+            mt.RandAffined(
+                KEYS, prob=0.3, scale_range=(0.25,) * 3, mode=("bilinear", "nearest"), padding_mode="border"
+            ),
             mt.RandScaleIntensityd("image", factors=0.1, prob=0.5),
             mt.RandShiftIntensityd("image", offsets=0.1, prob=0.5),
         ]

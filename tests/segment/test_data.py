@@ -49,6 +49,22 @@ def test_patches_are_padded_cut_around_lesions_and_augmented(entries: list) -> N
     assert len(background(case.as_dict())) == 4
 
 
+def test_augmentation_rescales_lesions_about_the_patch_centre() -> None:
+    label = np.zeros((1, 40, 40, 40), np.int64)
+    label[:, 16:24, 16:24, 16:24] = 1  # a cube of 512 voxels, inside every patch centred on one of its voxels
+    case = {"image": np.random.default_rng(0).random((2, 40, 40, 40), dtype=np.float32), "label": label}
+    counts = {}
+    for augment in (False, True):
+        transforms = train_transforms((32, 32, 32), samples=40, positive=1.0, augment=augment)
+        transforms.set_random_state(0)
+        counts[augment] = [int(p["label"].sum()) for p in transforms(case)]
+    assert set(counts[False]) == {512}  # cut only: the cube whole
+    rescaled = [n for n in counts[True] if n != 512]  # flips and quarter turns keep the count; rescaling does not
+    assert 4 <= len(rescaled) <= 24  # about 30 % of 40
+    assert all(512 * 0.75**3 * 0.8 <= n <= 512 * 1.25**3 * 1.2 for n in rescaled)
+    assert min(rescaled) < 512 < max(rescaled)  # both smaller and larger
+
+
 def test_bad_cases_and_options(entries: list, tmp_path: Path) -> None:
     entry = entries[0]
     with pytest.raises(PathattnError, match=r"label classes \[1\] outside 0..0"):
