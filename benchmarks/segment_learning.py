@@ -6,13 +6,13 @@ Run through the command line as a user would:
 2. ``pathattn segment fit`` with ``configs/segment/attention_unet.yaml`` and with ``configs/segment/unet.yaml``
    (the same patches, epochs, learning rate, split and seed), each segmenting its held-out patients.
 
-Each fold is its own run (``WORK/runs/{network}/fold{k}``), and finished runs are reused, so the folds of a
-cross-validation can be trained in separate sittings. It prints, per network, over the held-out volumes of every
-fold given (cases pooled, not fold means): parameters, the wall time of the fits run now (prediction and
-evaluation of the test patients included), the Dice over held-out volumes with lesions and over all held-out
-volumes, HD95, NSD, lesion recall (overall and by size bin), the mean Dice per true lesion, the precision of the
-predicted components, and the gates' PxAP beside the uniform map's (mean over folds). Usage (from the repository
-root)::
+Each fold is its own run (``WORK/runs/{network}/fold{k}``): finished runs are reused and interrupted ones resumed
+(``segment fit --resume``), so the folds of a cross-validation can be trained in separate sittings. It prints, per
+network, over the held-out volumes of every fold given (cases pooled, not fold means): parameters, the wall time of
+the fits run now (a resumed fit's remaining part; prediction and evaluation of the test patients included), the Dice
+over held-out volumes with lesions and over all held-out volumes, HD95, NSD, lesion recall (overall and by size
+bin), the mean Dice per true lesion, the precision of the predicted components, and the gates' PxAP beside the
+uniform map's (mean over folds). Usage (from the repository root)::
 
     python benchmarks/segment_learning.py --work /tmp/segment_learning --epochs 80             # fold 0
     python benchmarks/segment_learning.py --work /tmp/segment_learning --epochs 80 --folds 0 1 2 3
@@ -41,7 +41,7 @@ def fit(work: Path, network: str, fold: int, args: argparse.Namespace) -> tuple[
     out = work / "runs" / network / f"fold{fold}"
     seconds = run_pathattn(["segment", "fit", "--config", ROOT / "configs" / "segment" / f"{network}.yaml",
                             "--samples", work / "cohort" / "samples.csv", "--out", out, "--max-epochs", args.epochs,
-                            "--folds", json.dumps([fold]), "--accelerator", "cpu", "--seed", args.seed],
+                            "--folds", json.dumps([fold]), "--accelerator", "cpu", "--seed", args.seed, "--resume"],
                            out / "metrics.json", f"segment fit fold {fold}")  # fmt: skip
     return out, json.loads((out / "metrics.json").read_text()), seconds
 

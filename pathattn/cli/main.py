@@ -148,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: error: {_argument_message(err, parser, argv)} ({hint})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("pathattn: interrupted; finished outputs are kept, re-run to resume", file=sys.stderr)
+        print(
+            "pathattn: interrupted; finished outputs are kept, re-run to resume ('segment fit': with --resume)",
+            file=sys.stderr,
+        )
         return 130
     except Exception as err:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         if os.environ.get("PATHATTN_DEBUG"):

@@ -4,7 +4,8 @@
 cross-validation)::
 
     FOLDER/checkpoints/best.ckpt    the best epoch on the monitored validation metric (no validation: the last)
-    FOLDER/checkpoints/last.ckpt    the last epoch
+    FOLDER/checkpoints/last.ckpt    the last epoch (with validation: rewritten after every epoch, so that an
+                                    interrupted fit resumes from it: :func:`fit`)
     FOLDER/logs/version_*/          CSV logs (metrics.csv, hparams.yaml)
     FOLDER/tensorboard/version_*/   TensorBoard events
 
@@ -23,7 +24,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
@@ -57,7 +58,7 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
     )
     callbacks: list[L.Callback] = [checkpoint]
     if validate:  # since Lightning 2.6 save_last writes only when best.ckpt is written: the last epoch has its own
-        stopping = EarlyStopping(settings.monitor, patience=settings.patience, mode=mode, check_finite=False)
+        stopping = StayStopped(settings.monitor, patience=settings.patience, mode=mode, check_finite=False)
         callbacks += [LastEpoch(checkpoints / "last.ckpt"), stopping]
     try:
         return L.Trainer(
@@ -76,14 +77,50 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
         raise PathattnError(f"{chosen}: {reason}; choose options this machine has") from None
 
 
-class LastEpoch(L.Callback):
-    """Write the model of the last epoch run to ``path`` once, when training ends (early stopping included)."""
+class LastEpoch(Checkpoint):
+    """Write the state of the last epoch run to ``path`` after every epoch, its validation included.
+
+    The file is the whole training state (weights, optimiser, schedule, epoch, the best score so far and the
+    early-stopping count), so an interrupted fit resumes from it (``Trainer.fit(ckpt_path=...)``). It is written
+    beside ``path`` and renamed over it, so a fit killed while writing leaves the previous epoch's file whole.
+    A ``Checkpoint`` so that Lightning calls it after early stopping and ``best.ckpt`` have taken the epoch in.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        trainer.save_checkpoint(self.path)  # every process calls it; the strategy writes from global rank 0
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        staged = self.path.with_name(f".{self.path.name}.partial")
+        trainer.save_checkpoint(staged)  # every process calls it; the strategy writes from global rank 0
+        if trainer.is_global_zero:
+            staged.replace(self.path)
+
+
+class StayStopped(EarlyStopping):
+    """Early stopping that a resumed fit honours: a fit resumed after it stopped trains no further epoch."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stopped_epoch > 0:  # restored from the checkpoint of a fit that had stopped
+            trainer.should_stop = True
+
+
+def fit(trainer: L.Trainer, system: L.LightningModule, train: Any, val: Any, resume: Path | None = None) -> None:
+    """``trainer.fit`` on the ``train`` and ``val`` loaders, continued from the checkpoint ``resume`` if given.
+
+    Continuing restores the weights, optimiser, schedule, epoch, best score and early-stopping count; a fit that
+    had finished trains no further. The data order of the resumed epochs is not that of an uninterrupted fit, and
+    the logs of the resumed epochs go to a new ``logs/version_*`` folder.
+
+    Raises:
+        KeyboardInterrupt: the fit was interrupted (Ctrl-C, or SIGTERM from a scheduler); Lightning has written
+            its logs, and ``last.ckpt`` holds the last finished epoch.
+    """
+    try:
+        trainer.fit(system, train, val, ckpt_path=resume)
+    except SystemExit:  # how Lightning ends a fit interrupted by Ctrl-C or SIGTERM
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
 
 
 def selected_checkpoint(trainer: L.Trainer) -> str:

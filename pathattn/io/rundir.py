@@ -6,8 +6,10 @@ A run is never written into ``--out`` directly. It is made in a sibling staging 
 
 * a second run into a folder that holds anything is refused unless ``overwrite`` (an empty folder is used);
 * with ``overwrite`` the old run stays as it is until the new one has finished, then the two are swapped
-  (two renames on one file system); a run that fails or is interrupted removes its staging folder, one that
-  is killed leaves it behind and the next run into the same ``--out`` removes it first;
+  (two renames on one file system);
+* a run that fails removes its staging folder; one that is interrupted (Ctrl-C, SIGTERM) or killed leaves it
+  behind: a command that resumes (``pathattn segment fit --resume``) continues it, any other run into the same
+  ``--out`` removes it first;
 * so a folder never mixes the files of two runs (no ``best-v1.ckpt`` beside an old ``best.ckpt``).
 
 The staging folder's name depends on ``--out`` alone, so every process of a DDP run (Lightning re-runs the
@@ -48,9 +50,12 @@ def check_out(out: Path, overwrite: bool) -> None:
         )
 
 
-def start(out: Path) -> Path:
-    """Make a fresh staging folder for a run into ``out`` (removing one a killed run left) and return it."""
+def start(out: Path, resume: bool = False) -> Path:
+    """The staging folder of a run into ``out``: made afresh (removing one a killed run left), or with ``resume``
+    the one an interrupted run left (made if there is none)."""
     staging = staging_folder(out)
+    if resume and staging.is_dir():
+        return staging
     shutil.rmtree(staging, ignore_errors=True)
     try:
         staging.mkdir(parents=True)
@@ -76,19 +81,20 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def staged_run(out: Path, work: Callable[[Path], T | None]) -> T | None:
-    """Run ``work(staging)`` into a fresh staging folder and publish it to ``out`` (discarded if ``work`` fails).
+def staged_run(out: Path, work: Callable[[Path], T | None], resume: bool = False) -> T | None:
+    """Run ``work(staging)`` into a staging folder (:func:`start`) and publish it to ``out``.
 
-    Only global rank 0 creates, publishes or discards the folder; ``work`` returns None in the other processes of
-    a DDP run, whose result is then None too.
+    If ``work`` fails the folder is discarded; if it is interrupted (``KeyboardInterrupt``, ``SystemExit``) the
+    folder is kept for a resumed run. Only global rank 0 creates, publishes or discards the folder; ``work``
+    returns None in the other processes of a DDP run, whose result is then None too.
     """
     from lightning.pytorch.utilities import rank_zero_only
 
     is_global_zero = rank_zero_only.rank == 0  # as pathattn.fitting.trainer.is_global_zero
-    staging = start(out) if is_global_zero else staging_folder(out)
+    staging = start(out, resume) if is_global_zero else staging_folder(out)
     try:
         result = work(staging)
-    except BaseException:
+    except Exception:
         if is_global_zero:
             discard(staging)
         raise

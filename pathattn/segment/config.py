@@ -59,6 +59,10 @@ class SegmentConfig:
         monitor: validation metric of early stopping and checkpoint selection: ``dice`` or ``loss``.
         workers: processes reading volumes (0: this one).
         overwrite: replace the run already in ``out``.
+        resume: continue the run that an interrupted or killed fit into ``out`` left (its staging folder
+            ``.{out}.partial``) with the same options: each fold continues from its ``last.ckpt``, and test volumes
+            already segmented are kept. Without such a folder the run starts afresh (so a scheduler may always
+            pass it). ``folds``, ``workers`` and the hardware options may change; any other option is refused.
         deterministic: deterministic algorithms (reproducible, sometimes slower).
         accelerator: Lightning accelerator (``auto``, ``cpu``, ``gpu``, ``cuda``, ``mps``).
         devices: devices of each fold's fit (several: DDP, ``strategy``).
@@ -96,6 +100,7 @@ class SegmentConfig:
     monitor: Literal["dice", "loss"] = "dice"
     workers: int = 0
     overwrite: bool = False
+    resume: bool = False
     deterministic: bool = False
     accelerator: Accelerator = "auto"
     devices: Devices = 1

@@ -2,6 +2,7 @@
 
 The run folder (made beside ``--out`` and moved there when finished, as ``pathattn train``)::
 
+    OUT/config.json                     the run's options (a resumed run must have the same)
     OUT/splits.json                     the folds: volume ids, each volume's patient
     OUT/fold_k/checkpoints/best.ckpt    the best epoch on the validation metric (and last.ckpt)
     OUT/fold_k/logs/, tensorboard/      the fold's training curves
@@ -29,9 +30,9 @@ from monai.data import DataLoader, Dataset
 
 from pathattn.errors import PathattnError
 from pathattn.fitting.splits import Fold, Splits, check_no_leakage, grouped_folds, load_splits, save_splits
-from pathattn.fitting.trainer import build_trainer, is_global_zero, selected_checkpoint
+from pathattn.fitting.trainer import build_trainer, fit, is_global_zero, selected_checkpoint
 from pathattn.io import rundir
-from pathattn.io.jsonfile import write_json
+from pathattn.io.jsonfile import read_json, write_json
 from pathattn.io.volume_samples import VolumeEntry, read_volume_sheet
 from pathattn.io.weights import load_state_dict_strict
 from pathattn.models.trained_segmentation import load_segmenter, segmentation_weights
@@ -52,6 +53,7 @@ SUMMARY_KEYS = (
     "lesion_recall",
     "lesion_precision",
 )
+FREE_ON_RESUME = frozenset({"resume", "overwrite", "folds", "workers", "accelerator", "devices", "strategy"})
 
 
 def labelled_entries(samples: Path) -> list[VolumeEntry]:
@@ -128,7 +130,40 @@ def fit_run(cfg: SegmentConfig) -> dict[str, Any] | None:
         if cfg.splits
         else case_splits(cases, cfg.n_folds, cfg.val_fraction, cfg.seed)
     )
-    return rundir.staged_run(cfg.out, lambda staging: _run(cfg, staging, splits, cases, entries, channels))
+    if cfg.resume:
+        check_resumable(cfg, splits, table)
+    return rundir.staged_run(
+        cfg.out, lambda staging: _run(cfg, staging, splits, cases, entries, channels), resume=cfg.resume
+    )
+
+
+def run_options(cfg: SegmentConfig) -> dict[str, str]:
+    """The options of a run as ``config.json`` and ``metrics.json`` record them."""
+    return {key: str(value) for key, value in asdict(cfg).items()}
+
+
+def check_resumable(cfg: SegmentConfig, splits: Splits, table: list[dict[str, str]]) -> None:
+    """Refuse to resume an interrupted run (if ``out`` has one) with other options or other splits.
+
+    Checked before the run starts, so that the interrupted run is kept for a resume with the right options.
+
+    Raises:
+        PathattnError: naming the options that differ, or the changed split, and the fix.
+    """
+    staging = rundir.staging_folder(cfg.out)
+    if not (staging / "config.json").is_file():
+        return
+    fix = "drop --resume to start the run again"
+    saved = read_json(staging / "config.json", fix=fix)
+    options = run_options(cfg)
+    changed = [k for k in options if k not in FREE_ON_RESUME and saved.get(k) != options[k]]
+    if changed:
+        names = ", ".join("--" + k.replace("_", "-") for k in changed)
+        raise PathattnError(f"--resume: the interrupted run in {staging} was started with other {names}; pass the "
+                            f"same options, or {fix}")  # fmt: skip
+    if load_splits(staging / "splits.json", table, source=str(cfg.samples), item="volume") != splits:
+        raise PathattnError(f"--resume: the interrupted run in {staging} split other volumes (--samples {cfg.samples} "
+                            f"changed); {fix}")  # fmt: skip
 
 
 def _run(
@@ -137,6 +172,7 @@ def _run(
 ) -> dict[str, Any] | None:  # fmt: skip
     """Fit the chosen folds into ``staging``; on global rank 0 segment and score their test volumes."""
     if is_global_zero():
+        write_json(staging / "config.json", run_options(cfg))
         save_splits(staging / "splits.json", splits)
     checkpoints = {k: _fit_fold(cfg, staging / f"fold_{k}", k, splits[k], cases, channels) for k in cfg.folds}
     if not is_global_zero():
@@ -154,7 +190,7 @@ def _run(
         folds.append({"fold": k, "n_train": len(fold.train), "n_val": len(fold.val), "n_test": len(fold.test),
                       "checkpoint": final, **metrics})  # fmt: skip
     result = {"model": cfg.model, "channels": channels, "folds": folds, "summary": _summary(folds, cfg.n_classes),
-              "config": {k: str(v) for k, v in asdict(cfg).items()}}  # fmt: skip
+              "config": run_options(cfg)}  # fmt: skip
     write_json(staging / "metrics.json", result)
     return result
 
@@ -197,9 +233,12 @@ def _fit_fold(
     volumes_per_step = max(1, cfg.batch_size // cfg.patches_per_volume)
     generator = torch.Generator().manual_seed(cfg.seed + k)
     trainer = build_trainer(cfg.trainer_settings, folder, validate=True)
-    trainer.fit(
+    last = folder / "checkpoints" / "last.ckpt"
+    fit(
+        trainer,
         system,
         DataLoader(train, batch_size=volumes_per_step, shuffle=True, num_workers=cfg.workers, generator=generator),
         DataLoader(Dataset(val), batch_size=1, num_workers=0),
+        resume=last if cfg.resume and last.is_file() else None,
     )
     return selected_checkpoint(trainer)

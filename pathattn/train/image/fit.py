@@ -27,7 +27,7 @@ import numpy as np
 from pathattn.errors import PathattnError
 from pathattn.fitting.bootstrap import bootstrap_metrics, summarize_folds, with_ci
 from pathattn.fitting.splits import Fold, Splits, save_splits
-from pathattn.fitting.trainer import build_trainer, is_global_zero, selected_checkpoint
+from pathattn.fitting.trainer import build_trainer, fit, is_global_zero, selected_checkpoint
 from pathattn.io import rundir
 from pathattn.io.image_set import ImageSet, check_classes
 from pathattn.io.jsonfile import write_json
@@ -119,7 +119,8 @@ def _fit_fold(cfg: ClassifyConfig, folder: Path, k: int, fold: Fold, images: Ima
         _load_weights(system, cfg.weights)
     rows = centre_rows(names)
     trainer = build_trainer(cfg.trainer_settings, folder, validate=True)
-    trainer.fit(
+    fit(
+        trainer,
         system,
         loader(ImageDataset(train, rows, cfg.augment), cfg.batch_size, True, cfg.seed + k, cfg.balance, cfg.workers),
         loader(ImageDataset(val, rows), cfg.batch_size, False, cfg.seed + k, workers=cfg.workers),

@@ -37,7 +37,7 @@ from pathattn.fitting.bootstrap import bootstrap_metrics, summarize_folds, with_
 from pathattn.fitting.config import Task
 from pathattn.fitting.sample_table import check_labels, patient_labels
 from pathattn.fitting.splits import Fold, Splits, load_splits, make_splits, save_splits
-from pathattn.fitting.trainer import build_trainer, is_global_zero, selected_checkpoint
+from pathattn.fitting.trainer import build_trainer, fit, is_global_zero, selected_checkpoint
 from pathattn.io import rundir
 from pathattn.io.jsonfile import write_json
 from pathattn.io.manifest import write_csv
@@ -157,7 +157,7 @@ def _fit_fold(cfg: TrainConfig, k: int, fold: Fold, cohort: Cohort) -> tuple[lis
     has_val = len(datasets["val"]) > 0
     trainer = build_trainer(cfg.trainer_settings, cfg.out / f"fold_{k}", validate=has_val)
     val_loader = _loader(datasets["val"], cfg.batch_size, False, cfg.seed) if has_val else None
-    trainer.fit(system, _loader(datasets["train"], cfg.batch_size, True, cfg.seed + k), val_loader)
+    fit(trainer, system, _loader(datasets["train"], cfg.batch_size, True, cfg.seed + k), val_loader)
     return samples, selected_checkpoint(trainer)
 
 
