@@ -39,7 +39,8 @@ def build_trainer(settings: TrainerSettings, folder: Path, validate: bool) -> L.
         settings: epochs, hardware, numerics and the monitored metric.
         folder: where the checkpoints and logs go.
         validate: whether the fit has a validation set. With one, ``best.ckpt`` is the best epoch on
-            ``settings.monitor`` and training stops after ``settings.patience`` epochs without improvement;
+            ``settings.monitor``, training stops after ``settings.patience`` epochs without improvement, and
+            ``last.ckpt`` is rewritten after every epoch (what an interrupted fit resumes from: :func:`fit`);
             without, every epoch runs and ``best.ckpt`` and ``last.ckpt`` are the last epoch, written at its end
             only (not after every epoch: on many small bags the writes would cost more than the training).
 
