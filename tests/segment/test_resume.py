@@ -67,6 +67,14 @@ def test_an_interrupted_fit_resumes_with_the_same_options_only(
     assert err == (f"pathattn segment: error: --resume: the interrupted run in {staging} was started with other --lr; "
                    "pass the same options, or drop --resume to start the run again")  # fmt: skip
     assert last.is_file() and not out.exists()  # the interrupted run is kept
+    saved = (staging / "splits.json").read_text()
+    document = json.loads(saved)
+    document["folds"][0]["train"] = document["folds"][0]["train"][::-1]
+    document["seed"] += 1
+    (staging / "splits.json").write_text(json.dumps(document))  # as if the sheet had split otherwise
+    assert main([*args, "--resume"]) == 2
+    assert "split other volumes" in capsys.readouterr().err and last.is_file()
+    (staging / "splits.json").write_text(saved)
 
     assert main([*args, "--resume", "--workers", "0"]) == 0  # workers may change
     assert not staging.exists()
